@@ -1,0 +1,1 @@
+"""redis-store: meerkat RuntimeStore backed by Redis."""

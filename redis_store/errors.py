@@ -1,0 +1,83 @@
+"""The store's error hierarchy.
+
+Mirrors meerkat's ``RuntimeStoreError`` (SPEC §0): every failure of a store
+call is a ``RuntimeStoreError``; Redis/connection errors are chained as
+``__cause__`` and never escape bare.
+"""
+
+from __future__ import annotations
+
+
+class RuntimeStoreError(Exception):
+    """Base of every error a store method raises (besides TypeError/ValueError
+    for bad arguments, which are raised before anything is sent)."""
+
+    prefix = "Store error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{self.prefix}: {detail}")
+        self.detail = detail
+
+
+class WriteFailed(RuntimeStoreError):
+    """A write did not happen. Nothing of the call was written."""
+
+    prefix = "Store write failed"
+
+
+class ReadFailed(RuntimeStoreError):
+    """A read could not be served (connection, server, or undecodable value)."""
+
+    prefix = "Store read failed"
+
+
+class NotFound(RuntimeStoreError):
+    """Kept for parity with meerkat; no store method raises it today (absent
+    values load as ``None`` or an empty list)."""
+
+    prefix = "Not found"
+
+
+class InternalError(RuntimeStoreError):
+    """A bug or an impossible state inside the store itself."""
+
+    prefix = "Internal error"
+
+
+class ReceiptConflict(WriteFailed):
+    """``atomic_apply`` was given a receipt whose (runtime, run_id, sequence)
+    already exists. Nothing of that call was written."""
+
+    def __init__(self, run_id: str, sequence: int) -> None:
+        super().__init__(
+            f"receipt ({run_id}, sequence {sequence}) already exists for this runtime; "
+            "receipts are immutable: load it with load_boundary_receipt instead of re-applying"
+        )
+        self.run_id = run_id
+        self.sequence = sequence
+
+
+class SessionKeyMismatch(WriteFailed):
+    """``atomic_apply``'s ``session_store_key`` differs from the snapshot's own
+    session id. Nothing was written."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(
+            f"session_store_key {expected} does not match the snapshot's session id {actual}"
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class InvalidSessionSnapshot(ValueError):
+    """The bytes are not a meerkat Session (SPEC §5). The message says what is
+    wrong and where."""
+
+
+class RuntimeStateTransitionError(ValueError):
+    """``RuntimeState.transition`` was asked for a move the table forbids."""
+
+    def __init__(self, from_state: object, to_state: object) -> None:
+        super().__init__(f"Invalid runtime state transition: {from_state} -> {to_state}")
+        self.from_state = from_state
+        self.to_state = to_state
