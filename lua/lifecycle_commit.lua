@@ -1,0 +1,23 @@
+-- lifecycle_commit.lua: atomic_lifecycle_commit, persist_runtime_state and
+-- persist_input_state; the runtime state and input upserts land together.
+-- KEYS[1] state        STRING  runtime state envelope
+-- KEYS[2] inputs       HASH    input_id -> input state envelope
+-- KEYS[3] input_order  LIST    input ids in first-stored order
+-- ARGV[1] runtime state envelope, or "" to leave the runtime state as it is
+-- ARGV[2..] pairs: input_id, input state envelope (complete)
+-- Reply: 1. Errors, raised before any write: BAD_ARGS, WRONGTYPE.
+
+if not pairs_from(2) then
+  return redis.error_reply('BAD_ARGS input ids and values must come in pairs')
+end
+local bad_type = wrong_type({'string', 'hash', 'list'})
+if bad_type then
+  return redis.error_reply(bad_type)
+end
+
+-- All checks passed: write.
+if ARGV[1] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+upsert_inputs(KEYS[2], KEYS[3], 2, '')
+return 1

@@ -1,0 +1,177 @@
+"""``RedisRuntimeStore``: the contract on Redis (or Valkey), shared by every
+worker that reaches the server.
+
+Every write is one Lua script (``lua/``), so sequence minting and all of a
+commit's writes are atomic on the server; each script checks everything
+before its first write. Keys are laid out in ``keys``; values are encoded by
+``codec``. Redis errors never escape bare: they surface as ``WriteFailed`` or
+``ReadFailed`` with the redis-py exception as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .contract import EncodedInputs, RuntimeStore, sequence_exhausted
+from .errors import InternalError, ReadFailed, ReceiptConflict, WriteFailed
+from .keys import KeyLayout, receipt_field
+from .scripts import Scripts
+from .urls import redact
+
+
+def _flat(inputs: EncodedInputs) -> list:
+    return [part for pair in inputs for part in pair]
+
+
+def _describe(client: Any) -> str:
+    """Where a client points, without credentials."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", {}) or {}
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    if "host" in kwargs:
+        return f"{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    return type(client).__name__
+
+
+class RedisRuntimeStore(RuntimeStore):
+    """Over a ``redis.asyncio`` client (fakeredis's async client included).
+    The client must not decode responses: stored values are binary."""
+
+    def __init__(self, client: Any, namespace: str = "meerkat", *, close_client: bool = False) -> None:
+        pool = getattr(client, "connection_pool", None)
+        if getattr(pool, "connection_kwargs", {}).get("decode_responses"):
+            raise ValueError(
+                "RedisRuntimeStore needs a client created with decode_responses=False: "
+                "stored values are binary msgpack"
+            )
+        self._keys = KeyLayout(namespace)
+        self._client = client
+        self._scripts = Scripts(client)
+        self._close_client = close_client
+        self._where = _describe(client)
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str = "meerkat", **client_options: Any) -> "RedisRuntimeStore":
+        """Open a client for ``url`` (redis://, rediss://, unix://) that this
+        store owns and closes in ``aclose``."""
+        client_options["decode_responses"] = False
+        try:
+            client = redis.asyncio.from_url(url, **client_options)
+        except ValueError as exc:
+            raise ValueError(f"cannot use Redis URL {redact(url)!r}: {exc}") from None
+        store = cls(client, namespace, close_client=True)
+        store._where = redact(url)
+        return store
+
+    @property
+    def namespace(self) -> str:
+        return self._keys.namespace
+
+    def __repr__(self) -> str:
+        return f"RedisRuntimeStore({self._where!r}, namespace={self.namespace!r})"
+
+    async def _close(self) -> None:
+        if self._close_client:
+            await self._client.aclose()
+
+    # -- running commands, with errors mapped --
+
+    async def _write(self, operation: str, script, keys: list, args: list):
+        try:
+            return await script(keys=keys, args=args, client=self._client)
+        except ResponseError as exc:
+            raise self._script_error(operation, exc) from exc
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise WriteFailed(
+                f"{operation} on {self._where}: {type(exc).__name__}: {exc}. The outcome is "
+                "unknown: the script may have run before the connection failed; load the "
+                "state to check before retrying"
+            ) from exc
+        except RedisError as exc:
+            raise WriteFailed(f"{operation} on {self._where}: {type(exc).__name__}: {exc}") from exc
+
+    def _script_error(self, operation: str, exc: ResponseError) -> Exception:
+        code, _, detail = str(exc).partition(" ")
+        if code == "RECEIPT_CONFLICT":
+            run_id, _, sequence = detail.rpartition(":")
+            return ReceiptConflict(run_id, int(sequence))
+        if code == "SEQUENCE_EXHAUSTED":
+            return sequence_exhausted(detail.split()[1])
+        if code == "BAD_ARGS":  # the Python side built a malformed call: a bug
+            return InternalError(f"{operation}: script refused its input: {exc}")
+        return WriteFailed(f"{operation} on {self._where}: {exc}")
+
+    async def _read(self, operation: str, command):
+        try:
+            return await command
+        except RedisError as exc:
+            raise ReadFailed(f"{operation} on {self._where}: {type(exc).__name__}: {exc}") from exc
+
+    # -- primitives --
+
+    async def _commit_boundary(
+        self, rid: str, run_id: str, snapshot: bytes, receipt_prefix: bytes, inputs: EncodedInputs
+    ) -> int:
+        k = self._keys.runtime(rid)
+        return await self._write(
+            "commit_session_boundary",
+            self._scripts.commit_boundary,
+            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order],
+            [run_id, snapshot, receipt_prefix, *_flat(inputs)],
+        )
+
+    async def _apply(
+        self,
+        rid: str,
+        run_id: str,
+        sequence: int,
+        snapshot: bytes | None,
+        receipt: bytes,
+        inputs: EncodedInputs,
+    ) -> None:
+        k = self._keys.runtime(rid)
+        await self._write(
+            "atomic_apply",
+            self._scripts.apply_receipt,
+            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order],
+            [run_id, sequence, receipt, b"" if snapshot is None else snapshot, *_flat(inputs)],
+        )
+
+    async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs) -> None:
+        k = self._keys.runtime(rid)
+        await self._write(
+            "lifecycle_commit",
+            self._scripts.lifecycle_commit,
+            [k.state, k.inputs, k.input_order],
+            [b"" if state is None else state, *_flat(inputs)],
+        )
+
+    async def _load_input_states(self, rid: str) -> list[bytes]:
+        k = self._keys.runtime(rid)
+        return await self._read(
+            "load_input_states",
+            self._scripts.load_inputs(keys=[k.inputs, k.input_order], args=[], client=self._client),
+        )
+
+    async def _load_input_state(self, rid: str, input_id: str) -> bytes | None:
+        return await self._read(
+            "load_input_state", self._client.hget(self._keys.runtime(rid).inputs, input_id)
+        )
+
+    async def _load_receipt(self, rid: str, run_id: str, sequence: int) -> bytes | None:
+        return await self._read(
+            "load_boundary_receipt",
+            self._client.hget(self._keys.runtime(rid).receipts, receipt_field(run_id, sequence)),
+        )
+
+    async def _load_snapshot(self, rid: str) -> bytes | None:
+        return await self._read("load_session_snapshot", self._client.get(self._keys.runtime(rid).snapshot))
+
+    async def _load_runtime_state(self, rid: str) -> bytes | None:
+        return await self._read("load_runtime_state", self._client.get(self._keys.runtime(rid).state))

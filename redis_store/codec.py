@@ -1,0 +1,154 @@
+"""How values are stored: msgpack envelopes with a schema version.
+
+Every stored value is a msgpack array whose first element is the schema
+version of that kind of value:
+
+    runtime state   [1, "idle"]
+    snapshot        [1, <snapshot bytes as given>]
+    input state     [1, {wire fields but last_boundary_sequence}, last_boundary_sequence | nil]
+    receipt         [1, {wire fields but sequence}, sequence]
+
+The payload maps are meerkat's JSON wire form (``to_dict``), so a value
+decodes to exactly the object that was stored. Sequences sit in the last
+slot, outside the map, so a Lua script that mints a sequence can finish the
+value by appending one msgpack uint64 (``seq_suffix``) to a prefix encoded
+here: Redis's Lua has no msgpack encoder we may rely on (fakeredis has none).
+
+Reading applies ``UPGRADES`` in order to values written by older schema
+versions; a value from a newer version is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import msgpack
+
+from .types import InputState, RunBoundaryReceipt, RuntimeState
+
+#: Current schema version of every kind of value.
+SCHEMA_VERSION = 1
+
+#: ``UPGRADES[kind][i]`` turns a payload of version ``i + 1`` into version
+#: ``i + 2``. Append here when a schema changes; never edit a released entry.
+UPGRADES: dict[str, list[Callable[[Any], Any]]] = {
+    "runtime_state": [],
+    "snapshot": [],
+    "input_state": [],
+    "receipt": [],
+}
+
+_ARRAY2 = b"\x92"
+_ARRAY3 = b"\x93"
+_VERSION = msgpack.packb(SCHEMA_VERSION)
+_NIL = b"\xc0"
+
+
+class DecodeError(ValueError):
+    """A stored value is not a valid envelope of the expected kind."""
+
+
+def seq_suffix(sequence: int) -> bytes:
+    """msgpack uint64 of a sequence: what the Lua scripts append (lib.lua ``u64``)."""
+    return b"\xcf" + sequence.to_bytes(8, "big")
+
+
+def _pack(payload: Any) -> bytes:
+    return msgpack.packb(payload, use_bin_type=True)
+
+
+# -- encoding -------------------------------------------------------------
+
+def encode_runtime_state(state: RuntimeState) -> bytes:
+    return _ARRAY2 + _VERSION + _pack(state.value)
+
+
+def encode_snapshot(snapshot: bytes) -> bytes:
+    return _ARRAY2 + _VERSION + _pack(snapshot)
+
+
+def input_state_prefix(wire: dict) -> bytes:
+    """Envelope of an input state, missing only its last slot."""
+    wire = dict(wire)
+    wire.pop("last_boundary_sequence", None)
+    return _ARRAY3 + _VERSION + _pack(wire)
+
+
+def encode_input_state(wire: dict) -> bytes:
+    seq = wire.get("last_boundary_sequence")
+    return input_state_prefix(wire) + (_NIL if seq is None else seq_suffix(seq))
+
+
+def receipt_prefix(wire: dict) -> bytes:
+    """Envelope of a receipt, missing only its sequence."""
+    wire = dict(wire)
+    wire.pop("sequence", None)
+    return _ARRAY3 + _VERSION + _pack(wire)
+
+
+def encode_receipt(wire: dict) -> bytes:
+    return receipt_prefix(wire) + seq_suffix(wire["sequence"])
+
+
+# -- decoding -------------------------------------------------------------
+
+def _open(kind: str, value: bytes, length: int) -> list:
+    try:
+        envelope = msgpack.unpackb(value, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise DecodeError(f"{kind}: not a msgpack value ({exc})") from exc
+    if not isinstance(envelope, list) or len(envelope) != length:
+        raise DecodeError(f"{kind}: expected a {length}-element envelope")
+    version = envelope[0]
+    upgrades = UPGRADES[kind]
+    current = 1 + len(upgrades)
+    if not isinstance(version, int) or version < 1:
+        raise DecodeError(f"{kind}: bad schema version {version!r}")
+    if version > current:
+        raise DecodeError(
+            f"{kind}: written by schema version {version}, this redis-store reads "
+            f"up to {current}; upgrade redis-store"
+        )
+    for upgrade in upgrades[version - 1 :]:
+        envelope = upgrade(envelope)
+    return envelope
+
+
+def decode_runtime_state(value: bytes) -> RuntimeState:
+    _, text = _open("runtime_state", value, 2)
+    try:
+        return RuntimeState(text)
+    except ValueError as exc:
+        raise DecodeError(f"runtime_state: {exc}") from exc
+
+
+def decode_snapshot(value: bytes) -> bytes:
+    _, snapshot = _open("snapshot", value, 2)
+    if not isinstance(snapshot, bytes):
+        raise DecodeError("snapshot: payload is not bytes")
+    return snapshot
+
+
+def _with_sequence(kind: str, value: bytes, field: str) -> dict:
+    _, wire, seq = _open(kind, value, 3)
+    if not isinstance(wire, dict):
+        raise DecodeError(f"{kind}: payload is not a map")
+    if seq is not None:
+        wire[field] = seq
+    return wire
+
+
+def decode_input_state(value: bytes) -> InputState:
+    wire = _with_sequence("input_state", value, "last_boundary_sequence")
+    try:
+        return InputState.from_dict(wire)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"input_state: {exc}") from exc
+
+
+def decode_receipt(value: bytes) -> RunBoundaryReceipt:
+    wire = _with_sequence("receipt", value, "sequence")
+    try:
+        return RunBoundaryReceipt.from_dict(wire)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"receipt: {exc}") from exc

@@ -1,0 +1,373 @@
+"""``RuntimeStore``: the contract every backend implements.
+
+The public methods are meerkat's 10 ``RuntimeStore`` methods, same names and
+argument order. They live here, once: each checks its arguments (raising
+``TypeError``/``ValueError`` before anything is written), computes the
+receipt digest, encodes values (``codec``) and decodes what comes back. A
+backend only supplies the atomic byte-level primitives at the bottom
+(``_commit_boundary`` ...), so every backend behaves identically.
+
+Invariants (where meerkat's backends disagree, this contract decides):
+
+* The next receipt sequence of (runtime, run) is the largest existing one
+  + 1, from 0, counting receipts written by ``atomic_apply``; O(1).
+* ``commit_session_boundary`` stores snapshot, minted receipt and stamped
+  input states as one atomic unit, or nothing.
+* ``atomic_apply`` stores the caller's receipt unchanged; an existing receipt
+  key raises ``ReceiptConflict`` and nothing of the call is written.
+* An invalid snapshot raises ``WriteFailed`` and nothing is written; a
+  ``session_store_key`` other than the snapshot's id raises
+  ``SessionKeyMismatch`` and nothing is written.
+* ``load_input_states`` returns inputs in the order their ids were first
+  stored for the runtime; an update keeps its place.
+* Runtimes are isolated; a runtime id is any non-empty string.
+* Sequences are integers in [0, 2**53 - 1]: Redis's Lua numbers are doubles.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+
+from . import codec
+from .digest import inspect_session
+from .errors import (
+    InvalidSessionSnapshot,
+    ReadFailed,
+    SessionKeyMismatch,
+    WriteFailed,
+)
+from .ids import InputId, LogicalRuntimeId, RunId, SessionId
+from .types import (
+    InputState,
+    RunApplyBoundary,
+    RunBoundaryReceipt,
+    RuntimeState,
+    SessionDelta,
+)
+
+#: Largest receipt sequence: 2**53 - 1, the largest integer a double holds exactly.
+MAX_SEQUENCE = 2**53 - 1
+
+#: (input_id, encoded value) pairs handed to a backend.
+EncodedInputs = list[tuple[str, bytes]]
+
+
+# -- argument checks ---------------------------------------------------------
+
+def _type_error(name: str, expected: str, value: object) -> TypeError:
+    return TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+
+
+def runtime_key(runtime_id: object) -> str:
+    """The runtime id as the text the backends key by."""
+    if isinstance(runtime_id, LogicalRuntimeId):
+        text = str(runtime_id)
+    elif isinstance(runtime_id, str):
+        text = runtime_id
+    else:
+        raise _type_error("runtime_id", "a LogicalRuntimeId or str", runtime_id)
+    if not text:
+        raise ValueError("runtime_id must not be empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"runtime_id is not valid Unicode text: {exc}") from exc
+    return text
+
+
+def _check(name: str, value: object, cls: type) -> None:
+    if not isinstance(value, cls):
+        raise _type_error(name, f"a {cls.__name__}", value)
+
+
+def check_sequence(name: str, sequence: object) -> int:
+    if not isinstance(sequence, int) or isinstance(sequence, bool):
+        raise _type_error(name, "an int", sequence)
+    if not 0 <= sequence <= MAX_SEQUENCE:
+        raise ValueError(
+            f"{name} must be in [0, 2**53 - 1], got {sequence}: sequences are "
+            "exact integers in Redis's Lua only up to 2**53 - 1"
+        )
+    return sequence
+
+
+def sequence_exhausted(run_id: str) -> WriteFailed:
+    return WriteFailed(
+        f"run {run_id} has used every receipt sequence up to 2**53 - 1; start a new run"
+    )
+
+
+def _input_wires(name: str, states: object) -> list[dict]:
+    """Validated wire dicts of input states: a value that could not be read
+    back is refused here, before anything is written."""
+    if isinstance(states, (str, bytes)) or not isinstance(states, Iterable):
+        raise _type_error(name, "a list of InputState", states)
+    wires = []
+    for i, state in enumerate(states):
+        _check(f"{name}[{i}]", state, InputState)
+        wire = state.to_dict()
+        try:
+            InputState.from_dict(wire)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name}[{i}] cannot be stored: {exc}") from exc
+        wires.append(wire)
+    return wires
+
+
+def _encode_inputs(name: str, wires: list[dict], encode) -> EncodedInputs:
+    try:
+        return [(wire["input_id"], encode(wire)) for wire in wires]
+    except (TypeError, ValueError) as exc:  # e.g. lone surrogates in free-form JSON
+        raise ValueError(f"{name} cannot be encoded: {exc}") from exc
+
+
+def _receipt_wire(receipt: object) -> dict:
+    _check("receipt", receipt, RunBoundaryReceipt)
+    check_sequence("receipt.sequence", receipt.sequence)
+    wire = receipt.to_dict()
+    RunBoundaryReceipt.from_dict(wire)
+    return wire
+
+
+def _session_summary(delta: SessionDelta):
+    try:
+        return inspect_session(delta.session_snapshot)
+    except InvalidSessionSnapshot as exc:
+        raise WriteFailed(f"session snapshot is not a meerkat Session: {exc}") from exc
+
+
+# -- the contract ----------------------------------------------------------------
+
+class RuntimeStore(abc.ABC):
+    """Durable control-plane state of meerkat runtimes (see module doc)."""
+
+    _closed = False
+
+    # ---- writes ----
+
+    async def commit_session_boundary(
+        self,
+        runtime_id: LogicalRuntimeId | str,
+        session_delta: SessionDelta,
+        run_id: RunId,
+        boundary: RunApplyBoundary,
+        contributing_input_ids: Sequence[InputId],
+        input_updates: Sequence[InputState],
+    ) -> RunBoundaryReceipt:
+        """Mint the run's next receipt from the snapshot's digest, stamp
+        ``last_run_id``/``last_boundary_sequence`` on the input updates, and
+        store snapshot, receipt and inputs atomically. Returns the receipt,
+        equal to what ``load_boundary_receipt`` returns later."""
+        rid = runtime_key(runtime_id)
+        _check("session_delta", session_delta, SessionDelta)
+        _check("run_id", run_id, RunId)
+        _check("boundary", boundary, RunApplyBoundary)
+        contributing = list(contributing_input_ids)
+        for i, input_id in enumerate(contributing):
+            _check(f"contributing_input_ids[{i}]", input_id, InputId)
+        wires = _input_wires("input_updates", input_updates)
+        for wire in wires:  # the backend appends last_boundary_sequence
+            wire["last_run_id"] = str(run_id)
+        summary = _session_summary(session_delta)
+        receipt = RunBoundaryReceipt(
+            run_id=run_id,
+            boundary=boundary,
+            contributing_input_ids=contributing,
+            conversation_digest=summary.conversation_digest,
+            message_count=summary.message_count,
+            sequence=0,
+        )
+        self._ensure_open(WriteFailed)
+        receipt.sequence = await self._commit_boundary(
+            rid,
+            str(run_id),
+            codec.encode_snapshot(session_delta.session_snapshot),
+            codec.receipt_prefix(receipt.to_dict()),
+            _encode_inputs("input_updates", wires, codec.input_state_prefix),
+        )
+        return receipt
+
+    async def atomic_apply(
+        self,
+        runtime_id: LogicalRuntimeId | str,
+        session_delta: SessionDelta | None,
+        receipt: RunBoundaryReceipt,
+        input_updates: Sequence[InputState],
+        session_store_key: SessionId | None = None,
+    ) -> None:
+        """Store a caller-minted receipt unchanged, with an optional snapshot
+        and input upserts, atomically. Raises ``ReceiptConflict`` if the
+        receipt key exists, ``SessionKeyMismatch`` if ``session_store_key``
+        is not the snapshot's session id; nothing is written then."""
+        rid = runtime_key(runtime_id)
+        if session_delta is not None:
+            _check("session_delta", session_delta, SessionDelta)
+        if session_store_key is not None:
+            _check("session_store_key", session_store_key, SessionId)
+        receipt_wire = _receipt_wire(receipt)
+        wires = _input_wires("input_updates", input_updates)
+        snapshot = None
+        if session_delta is not None:
+            summary = _session_summary(session_delta)
+            if session_store_key is not None and summary.session_id != str(session_store_key):
+                raise SessionKeyMismatch(str(session_store_key), summary.session_id)
+            snapshot = codec.encode_snapshot(session_delta.session_snapshot)
+        self._ensure_open(WriteFailed)
+        await self._apply(
+            rid,
+            str(receipt.run_id),
+            receipt.sequence,
+            snapshot,
+            codec.encode_receipt(receipt_wire),
+            _encode_inputs("input_updates", wires, codec.encode_input_state),
+        )
+
+    async def persist_input_state(
+        self, runtime_id: LogicalRuntimeId | str, state: InputState
+    ) -> None:
+        """Upsert one input state (the whole record is replaced)."""
+        rid = runtime_key(runtime_id)
+        _check("state", state, InputState)
+        inputs = _encode_inputs("state", _input_wires("state", [state]), codec.encode_input_state)
+        self._ensure_open(WriteFailed)
+        await self._lifecycle_commit(rid, None, inputs)
+
+    async def persist_runtime_state(
+        self, runtime_id: LogicalRuntimeId | str, state: RuntimeState
+    ) -> None:
+        """Set the runtime state. Transitions are not checked (as in meerkat)."""
+        rid = runtime_key(runtime_id)
+        _check("state", state, RuntimeState)
+        self._ensure_open(WriteFailed)
+        await self._lifecycle_commit(rid, codec.encode_runtime_state(state), [])
+
+    async def atomic_lifecycle_commit(
+        self,
+        runtime_id: LogicalRuntimeId | str,
+        runtime_state: RuntimeState,
+        input_states: Sequence[InputState],
+    ) -> None:
+        """Set the runtime state and upsert the input states atomically."""
+        rid = runtime_key(runtime_id)
+        _check("runtime_state", runtime_state, RuntimeState)
+        wires = _input_wires("input_states", input_states)
+        inputs = _encode_inputs("input_states", wires, codec.encode_input_state)
+        self._ensure_open(WriteFailed)
+        await self._lifecycle_commit(rid, codec.encode_runtime_state(runtime_state), inputs)
+
+    # ---- reads ----
+
+    async def load_input_states(self, runtime_id: LogicalRuntimeId | str) -> list[InputState]:
+        """All input states of the runtime, in first-stored order."""
+        rid = runtime_key(runtime_id)
+        self._ensure_open(ReadFailed)
+        values = await self._load_input_states(rid)
+        if any(value is None for value in values):
+            raise ReadFailed(f"runtime {rid!r}: an input id is listed in input_order but has no state")
+        return [_decode(rid, "input state", codec.decode_input_state, v) for v in values]
+
+    async def load_input_state(
+        self, runtime_id: LogicalRuntimeId | str, input_id: InputId
+    ) -> InputState | None:
+        rid = runtime_key(runtime_id)
+        _check("input_id", input_id, InputId)
+        self._ensure_open(ReadFailed)
+        value = await self._load_input_state(rid, str(input_id))
+        return _decode(rid, "input state", codec.decode_input_state, value)
+
+    async def load_boundary_receipt(
+        self, runtime_id: LogicalRuntimeId | str, run_id: RunId, sequence: int
+    ) -> RunBoundaryReceipt | None:
+        rid = runtime_key(runtime_id)
+        _check("run_id", run_id, RunId)
+        check_sequence("sequence", sequence)
+        self._ensure_open(ReadFailed)
+        value = await self._load_receipt(rid, str(run_id), sequence)
+        return _decode(rid, "receipt", codec.decode_receipt, value)
+
+    async def load_session_snapshot(self, runtime_id: LogicalRuntimeId | str) -> bytes | None:
+        """The latest snapshot's bytes, exactly as they were given."""
+        rid = runtime_key(runtime_id)
+        self._ensure_open(ReadFailed)
+        value = await self._load_snapshot(rid)
+        return _decode(rid, "snapshot", codec.decode_snapshot, value)
+
+    async def load_runtime_state(self, runtime_id: LogicalRuntimeId | str) -> RuntimeState | None:
+        rid = runtime_key(runtime_id)
+        self._ensure_open(ReadFailed)
+        value = await self._load_runtime_state(rid)
+        return _decode(rid, "runtime state", codec.decode_runtime_state, value)
+
+    # ---- lifetime ----
+
+    async def aclose(self) -> None:
+        """Release the backend's resources; later calls fail."""
+        if not self._closed:
+            self._closed = True
+            await self._close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.aclose()
+
+    def _ensure_open(self, error: type) -> None:
+        if self._closed:
+            raise error(f"{type(self).__name__} is closed")
+
+    # ---- what a backend supplies ----
+    # Each write primitive is one atomic unit: all of it happens or none.
+
+    @abc.abstractmethod
+    async def _commit_boundary(
+        self, rid: str, run_id: str, snapshot: bytes, receipt_prefix: bytes, inputs: EncodedInputs
+    ) -> int:
+        """Mint the next sequence S of (rid, run_id); store the snapshot, the
+        receipt ``receipt_prefix + seq_suffix(S)`` and each input value
+        ``prefix + seq_suffix(S)``; return S."""
+
+    @abc.abstractmethod
+    async def _apply(
+        self,
+        rid: str,
+        run_id: str,
+        sequence: int,
+        snapshot: bytes | None,
+        receipt: bytes,
+        inputs: EncodedInputs,
+    ) -> None:
+        """Store receipt (and snapshot, inputs); ``ReceiptConflict`` if the
+        receipt key exists."""
+
+    @abc.abstractmethod
+    async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs) -> None:
+        """Set the runtime state (unless None) and upsert the inputs."""
+
+    @abc.abstractmethod
+    async def _load_input_states(self, rid: str) -> list[bytes]: ...
+
+    @abc.abstractmethod
+    async def _load_input_state(self, rid: str, input_id: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def _load_receipt(self, rid: str, run_id: str, sequence: int) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def _load_snapshot(self, rid: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def _load_runtime_state(self, rid: str) -> bytes | None: ...
+
+    async def _close(self) -> None:
+        """Release resources; backends that hold none keep this."""
+
+
+def _decode(rid: str, what: str, decode, value):
+    if value is None:
+        return None
+    try:
+        return decode(value)
+    except codec.DecodeError as exc:
+        raise ReadFailed(f"runtime {rid!r}: stored {what} is unreadable: {exc}") from exc

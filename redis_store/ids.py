@@ -1,0 +1,183 @@
+"""Identifier newtypes (SPEC §0, §4.7).
+
+``LogicalRuntimeId`` wraps a string; ``RunId``, ``InputId`` and ``SessionId``
+wrap a UUID. Each is immutable, hashable and ordered, and equal only to a
+value of the same type: a ``RunId`` never equals an ``InputId`` with the same
+UUID, as in Rust.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import secrets
+import threading
+import time
+import uuid as _uuid
+from typing import Any, TypeVar
+
+__all__ = ["LogicalRuntimeId", "RunId", "InputId", "SessionId", "uuid7"]
+
+
+@functools.total_ordering
+class _Newtype:
+    """Immutable wrapper around one value (``_value``)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Any) -> None:
+        object.__setattr__(self, "_value", value)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._value == other._value  # type: ignore[attr-defined, no-any-return]
+
+    def __lt__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._value < other._value  # type: ignore[attr-defined, no-any-return]
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __reduce__(self) -> tuple[type, tuple[Any]]:
+        return (type(self), (self._value,))
+
+
+class LogicalRuntimeId(_Newtype):
+    """The partition key of everything in the store: any non-empty string."""
+
+    __slots__ = ()
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"LogicalRuntimeId must be a str, got {type(value).__name__}")
+        if not value:
+            raise ValueError("LogicalRuntimeId must not be empty")
+        super().__init__(value)
+
+    @property
+    def value(self) -> str:
+        return self._value  # type: ignore[no-any-return]
+
+    def __str__(self) -> str:
+        return self._value  # type: ignore[no-any-return]
+
+
+# The forms Rust's uuid crate parses (Uuid::parse_str): hyphenated, simple,
+# braced-hyphenated and urn:uuid:-hyphenated, hex digits in either case.
+# Python's uuid.UUID() alone would also take braces or hyphens anywhere.
+_HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_UUID_TEXT = re.compile(rf"[0-9a-fA-F]{{32}}|{_HYPHENATED}|\{{{_HYPHENATED}\}}|urn:uuid:{_HYPHENATED}")
+
+_U = TypeVar("_U", bound="_UuidId")
+
+
+class _UuidId(_Newtype):
+    """A UUID newtype, written lowercase hyphenated."""
+
+    __slots__ = ()
+
+    def __init__(self, value: _uuid.UUID | str) -> None:
+        if isinstance(value, str):
+            value = _parse_uuid(value, type(self).__name__)
+        elif not isinstance(value, _uuid.UUID):
+            raise TypeError(
+                f"{type(self).__name__} takes a uuid.UUID or a str, got {type(value).__name__}"
+            )
+        super().__init__(value)
+
+    @classmethod
+    def new(cls: type[_U]) -> _U:
+        """A fresh time-ordered id (UUIDv7), like Rust's ``Uuid::now_v7()``."""
+        return cls(uuid7())
+
+    @classmethod
+    def parse(cls: type[_U], text: str) -> _U:
+        if not isinstance(text, str):
+            raise TypeError(f"{cls.__name__}.parse takes a str, got {type(text).__name__}")
+        return cls(text)
+
+    @property
+    def uuid(self) -> _uuid.UUID:
+        return self._value  # type: ignore[no-any-return]
+
+    def __str__(self) -> str:
+        return str(self._value)
+
+
+def _parse_uuid(text: str, type_name: str) -> _uuid.UUID:
+    if _UUID_TEXT.fullmatch(text) is None:
+        raise ValueError(
+            f"invalid {type_name} {text!r}: expected a UUID as 8-4-4-4-12 hex digits "
+            "(either case), 32 hex digits, {braced} or urn:uuid: form"
+        )
+    return _uuid.UUID(text)  # it strips the braces / urn prefix the regex allowed
+
+
+class RunId(_UuidId):
+    """Identifies one run of a runtime."""
+
+    __slots__ = ()
+
+
+class InputId(_UuidId):
+    """Identifies one input accepted by a runtime."""
+
+    __slots__ = ()
+
+
+class SessionId(_UuidId):
+    """Identifies a meerkat-core session."""
+
+    __slots__ = ()
+
+
+# -- UUIDv7 (RFC 9562 §5.7) ---------------------------------------------------
+#
+# Layout: 48-bit unix ms | ver 7 | 12 bits | var 0b10 | 62 bits. The 12 bits and
+# the top 30 of the 62 hold a 42-bit counter (RFC 9562 §6.2, method 1), seeded
+# at random each millisecond with its top bit clear so it has room to count;
+# the last 32 bits are fresh random. Ids from one process therefore strictly
+# increase, even within a millisecond or if the clock steps back.
+
+_COUNTER_BITS = 42
+_COUNTER_LOW_BITS = 30
+_RANDOM_TAIL_BITS = 32
+
+_v7_lock = threading.Lock()
+_v7_last_ms = -1
+_v7_counter = 0
+
+
+def uuid7() -> _uuid.UUID:
+    """A new UUIDv7, strictly greater than every earlier one from this process."""
+    global _v7_last_ms, _v7_counter
+    with _v7_lock:
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms > _v7_last_ms:
+            _v7_last_ms, _v7_counter = now_ms, secrets.randbits(_COUNTER_BITS - 1)
+        else:
+            _v7_counter += 1
+            if _v7_counter >> _COUNTER_BITS:  # counter exhausted: borrow the next ms
+                _v7_last_ms, _v7_counter = _v7_last_ms + 1, secrets.randbits(_COUNTER_BITS - 1)
+        ms, counter = _v7_last_ms, _v7_counter
+    value = (
+        (ms & ((1 << 48) - 1)) << 80
+        | 0x7 << 76
+        | (counter >> _COUNTER_LOW_BITS) << 64
+        | 0b10 << 62
+        | (counter & ((1 << _COUNTER_LOW_BITS) - 1)) << _RANDOM_TAIL_BITS
+        | secrets.randbits(_RANDOM_TAIL_BITS)
+    )
+    return _uuid.UUID(int=value)

@@ -1,0 +1,83 @@
+"""Every Redis key the store uses, in one place.
+
+Layout (``ns`` is the namespace, default ``meerkat``; ``{tag}`` is the
+runtime's hash tag)::
+
+    ns:rt:{tag}:state        STRING  runtime state            [v, "idle"]
+    ns:rt:{tag}:snapshot     STRING  latest session snapshot  [v, <bytes>]
+    ns:rt:{tag}:inputs       HASH    input_id -> input state  [v, {...}, last_boundary_sequence]
+    ns:rt:{tag}:input_order  LIST    input ids in the order they were first stored
+    ns:rt:{tag}:receipts     HASH    "<run_id>:<sequence>" -> receipt [v, {...}, sequence]
+    ns:rt:{tag}:run_seqs     HASH    run_id -> largest receipt sequence of that run
+
+Values are msgpack envelopes (see ``codec``). ``run_seqs`` makes minting the
+next sequence O(1) however many receipts a run has.
+
+The hash tag is the runtime id with ``%``, ``{`` and ``}`` percent-encoded.
+The encoding is injective and brace-free, so every key of one runtime hashes
+to the same Redis Cluster slot, and no runtime id can produce another
+runtime's keys. Namespaces may not contain braces for the same reason.
+
+Later features add their keys here (a lease/fence key per runtime, a commit-id
+hash), each under the same tag so a script can check them before it writes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .ids import LogicalRuntimeId
+
+_TAG_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+
+
+def runtime_tag(runtime_id: str) -> str:
+    """The runtime id, made safe to sit between ``{`` and ``}``."""
+    return runtime_id.translate(_TAG_ESCAPES)
+
+
+class RuntimeKeys(NamedTuple):
+    state: str
+    snapshot: str
+    inputs: str
+    input_order: str
+    receipts: str
+    run_seqs: str
+
+
+def receipt_field(run_id: str, sequence: int) -> str:
+    """Field of a receipt in the ``receipts`` hash. The Lua scripts build the
+    same text with ``run_id .. ':' .. string.format('%.0f', seq)``."""
+    return f"{run_id}:{sequence}"
+
+
+def check_namespace(namespace: object) -> str:
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str, got {type(namespace).__name__}")
+    if not namespace:
+        raise ValueError("namespace must not be empty")
+    if "{" in namespace or "}" in namespace:
+        raise ValueError(
+            f"namespace {namespace!r} must not contain '{{' or '}}': "
+            "braces would change the Redis Cluster hash tag of every key"
+        )
+    return namespace
+
+
+class KeyLayout:
+    """Key names of one namespace."""
+
+    def __init__(self, namespace: str = "meerkat") -> None:
+        self.namespace = check_namespace(namespace)
+        self._runtime_prefix = f"{namespace}:rt:"
+
+    def runtime(self, runtime_id: str | LogicalRuntimeId) -> RuntimeKeys:
+        base = f"{self._runtime_prefix}{{{runtime_tag(str(runtime_id))}}}:"
+        return RuntimeKeys(
+            state=base + "state",
+            snapshot=base + "snapshot",
+            inputs=base + "inputs",
+            input_order=base + "input_order",
+            receipts=base + "receipts",
+            run_seqs=base + "run_seqs",
+        )

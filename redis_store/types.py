@@ -1,0 +1,719 @@
+"""The persisted runtime types and their exact serde JSON forms (SPEC §4).
+
+Every persisted type has ``to_dict()`` (the wire form as plain JSON values,
+keys in serde's field order, omissions as serde's ``skip_serializing_if``),
+``from_dict()`` (as strict as serde: required fields, types, integer ranges,
+enum words, uuid and timestamp forms; unknown keys ignored), and
+``to_json()`` / ``from_json()`` on top of ``jsonwire``.
+
+Decoding errors are ``ValueError`` (missing field, bad value) or ``TypeError``
+(a JSON value of the wrong kind), and name the path, e.g.
+``InputState.history[0].to: unknown InputLifecycleState 'foo'``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from . import jsonwire
+from .errors import RuntimeStateTransitionError
+from .ids import InputId, RunId
+from .timestamps import Timestamp
+
+__all__ = [
+    "AbandonedOutcome",
+    "ApplyMode",
+    "CoalescedOutcome",
+    "CoalescingSource",
+    "ConsumePoint",
+    "ConsumedOutcome",
+    "InputAbandonReason",
+    "InputDurability",
+    "InputLifecycleState",
+    "InputState",
+    "InputStateEvent",
+    "InputStateHistoryEntry",
+    "InputTerminalOutcome",
+    "PolicyDecision",
+    "PolicySnapshot",
+    "ProjectionSource",
+    "QueueMode",
+    "ReconstructionSource",
+    "RunApplyBoundary",
+    "RunBoundaryReceipt",
+    "RuntimeState",
+    "SessionDelta",
+    "SupersededOutcome",
+    "WakeMode",
+]
+
+_T = TypeVar("_T")
+_W = TypeVar("_W", bound="_Wire")
+_Reader = Callable[[Any, str], _T]
+
+
+# -- reading JSON values the way serde does -------------------------------------
+
+
+def _describe(value: object) -> str:
+    """A JSON value as serde names it in "invalid type" errors."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean `{'true' if value else 'false'}`"
+    if isinstance(value, int):
+        return f"integer `{value}`"
+    if isinstance(value, float):
+        return f"floating point `{value}`"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, list):
+        return "a sequence"
+    if isinstance(value, dict):
+        return "a map"
+    return type(value).__name__
+
+
+def _invalid_type(value: object, expected: str, path: str) -> TypeError:
+    return TypeError(f"{path}: invalid type: {_describe(value)}, expected {expected}")
+
+
+def _object(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid_type(value, "an object", path)
+    return value
+
+
+def _str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid_type(value, "a string", path)
+    return value
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _invalid_type(value, "a boolean", path)
+    return value
+
+
+def _unsigned(bits: int) -> _Reader[int]:
+    name, limit = f"u{bits}", 1 << bits
+
+    def read(value: Any, path: str) -> int:
+        # bool is an int in Python but never a JSON number; floats are rejected
+        # as serde rejects `1.0` for an integer field.
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _invalid_type(value, name, path)
+        if not 0 <= value < limit:
+            raise ValueError(f"{path}: invalid value: integer `{value}`, expected {name}")
+        return value
+
+    return read
+
+
+_u32 = _unsigned(32)
+_u64 = _unsigned(64)
+
+
+def _parsed(parse: Callable[[str], _T]) -> _Reader[_T]:
+    """A reader for a JSON string that ``parse`` turns into a value."""
+
+    def read(value: Any, path: str) -> _T:
+        try:
+            return parse(_str(value, path))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+    return read
+
+
+_input_id = _parsed(InputId)
+_run_id = _parsed(RunId)
+_timestamp = _parsed(Timestamp.parse)
+
+
+def _list_of(read_item: _Reader[_T]) -> _Reader[list[_T]]:
+    def read(value: Any, path: str) -> list[_T]:
+        if not isinstance(value, list):
+            raise _invalid_type(value, "a sequence", path)
+        return [read_item(item, f"{path}[{index}]") for index, item in enumerate(value)]
+
+    return read
+
+
+_input_ids = _list_of(_input_id)
+
+
+def _required(obj: dict[str, Any], key: str, path: str, read: _Reader[_T]) -> _T:
+    if key not in obj:
+        raise ValueError(f"{path}: missing field `{key}`")
+    return read(obj[key], f"{path}.{key}")
+
+
+def _optional(obj: dict[str, Any], key: str, path: str, read: _Reader[_T]) -> _T | None:
+    """An ``Option`` field: missing or null is None."""
+    value = obj.get(key)
+    return None if value is None else read(value, f"{path}.{key}")
+
+
+def _defaulted(obj: dict[str, Any], key: str, path: str, read: _Reader[_T], default: _T) -> _T:
+    """A ``#[serde(default)]`` non-Option field: missing is the default, null
+    is an error (the reader rejects None)."""
+    return read(obj[key], f"{path}.{key}") if key in obj else default
+
+
+class _Wire:
+    """The JSON entry points shared by every persisted type. Subclasses give
+    ``to_dict()`` and ``_read(value, path)``."""
+
+    def to_dict(self) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def _read(cls: type[_W], value: Any, path: str) -> _W:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls: type[_W], value: Any) -> _W:
+        return cls._read(value, cls.__name__)
+
+    def to_json(self) -> str:
+        return jsonwire.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls: type[_W], text: str | bytes) -> _W:
+        return cls.from_dict(jsonwire.loads(text))
+
+
+# -- enums: snake_case strings ----------------------------------------------------
+
+
+class _WireEnum(_Wire, str, enum.Enum):
+    """A unit-only serde enum: the member's value is its JSON string."""
+
+    def __str__(self) -> str:
+        return self.value  # type: ignore[no-any-return]
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def to_dict(self) -> str:
+        return self.value  # type: ignore[no-any-return]
+
+    @classmethod
+    def _read(cls, value: Any, path: str) -> Any:
+        member = cls._value2member_map_.get(_str(value, path))
+        if member is None:
+            raise ValueError(f"{path}: unknown {cls.__name__} {value!r}")
+        return member
+
+
+class RunApplyBoundary(_WireEnum):
+    IMMEDIATE = "immediate"
+    RUN_START = "run_start"
+    RUN_CHECKPOINT = "run_checkpoint"
+
+
+class RuntimeState(_WireEnum):
+    """A runtime's lifecycle state (§4.3). The store persists it but never
+    enforces the transition table."""
+
+    INITIALIZING = "initializing"
+    IDLE = "idle"
+    RUNNING = "running"
+    RECOVERING = "recovering"
+    RETIRED = "retired"
+    STOPPED = "stopped"
+    DESTROYED = "destroyed"
+
+    def is_terminal(self) -> bool:
+        return self in (RuntimeState.STOPPED, RuntimeState.DESTROYED)
+
+    def can_accept_input(self) -> bool:
+        return self in (RuntimeState.IDLE, RuntimeState.RUNNING)
+
+    def can_process_queue(self) -> bool:
+        # A retired runtime drains its queue but accepts nothing new.
+        return self in (RuntimeState.IDLE, RuntimeState.RETIRED)
+
+    def can_transition_to(self, target: RuntimeState) -> bool:
+        return target in _RUNTIME_TRANSITIONS[self]
+
+    def transition(self, target: RuntimeState) -> RuntimeState:
+        """The state after moving to ``target``: ``target`` itself, or
+        ``RuntimeStateTransitionError`` if the table forbids the move (an enum
+        member cannot change, so callers assign the result)."""
+        if not self.can_transition_to(target):
+            raise RuntimeStateTransitionError(self, target)
+        return target
+
+
+_RUNTIME_TRANSITIONS: dict[RuntimeState, frozenset[RuntimeState]] = {
+    RuntimeState.INITIALIZING: frozenset(
+        {RuntimeState.IDLE, RuntimeState.STOPPED, RuntimeState.DESTROYED}
+    ),
+    RuntimeState.IDLE: frozenset(
+        {
+            RuntimeState.RUNNING,
+            RuntimeState.RECOVERING,
+            RuntimeState.RETIRED,
+            RuntimeState.STOPPED,
+            RuntimeState.DESTROYED,
+        }
+    ),
+    RuntimeState.RUNNING: frozenset(
+        {
+            RuntimeState.IDLE,
+            RuntimeState.RECOVERING,
+            RuntimeState.RETIRED,
+            RuntimeState.STOPPED,
+            RuntimeState.DESTROYED,
+        }
+    ),
+    RuntimeState.RECOVERING: frozenset(
+        {RuntimeState.IDLE, RuntimeState.RUNNING, RuntimeState.STOPPED, RuntimeState.DESTROYED}
+    ),
+    # A retired runtime may run again only to drain its queue.
+    RuntimeState.RETIRED: frozenset(
+        {RuntimeState.RUNNING, RuntimeState.STOPPED, RuntimeState.DESTROYED}
+    ),
+    RuntimeState.STOPPED: frozenset(),
+    RuntimeState.DESTROYED: frozenset(),
+}
+
+
+class InputLifecycleState(_WireEnum):
+    ACCEPTED = "accepted"
+    QUEUED = "queued"
+    STAGED = "staged"
+    APPLIED = "applied"
+    APPLIED_PENDING_CONSUMPTION = "applied_pending_consumption"
+    CONSUMED = "consumed"
+    SUPERSEDED = "superseded"
+    COALESCED = "coalesced"
+    ABANDONED = "abandoned"
+
+    def is_terminal(self) -> bool:
+        return self in (
+            InputLifecycleState.CONSUMED,
+            InputLifecycleState.SUPERSEDED,
+            InputLifecycleState.COALESCED,
+            InputLifecycleState.ABANDONED,
+        )
+
+
+class InputAbandonReason(_WireEnum):
+    RETIRED = "retired"
+    RESET = "reset"
+    DESTROYED = "destroyed"
+    CANCELLED = "cancelled"
+
+
+class InputDurability(_WireEnum):
+    DURABLE = "durable"
+    EPHEMERAL = "ephemeral"
+    DERIVED = "derived"
+
+
+class ApplyMode(_WireEnum):
+    STAGE_RUN_START = "stage_run_start"
+    STAGE_RUN_BOUNDARY = "stage_run_boundary"
+    INJECT_NOW = "inject_now"
+    IGNORE = "ignore"
+
+
+class WakeMode(_WireEnum):
+    WAKE_IF_IDLE = "wake_if_idle"
+    INTERRUPT_YIELDING = "interrupt_yielding"
+    NONE = "none"
+
+
+class QueueMode(_WireEnum):
+    NONE = "none"
+    FIFO = "fifo"
+    COALESCE = "coalesce"
+    SUPERSEDE = "supersede"
+    PRIORITY = "priority"
+
+
+class ConsumePoint(_WireEnum):
+    ON_ACCEPT = "on_accept"
+    ON_APPLY = "on_apply"
+    ON_RUN_START = "on_run_start"
+    ON_RUN_COMPLETE = "on_run_complete"
+    EXPLICIT_ACK = "explicit_ack"
+
+
+# -- internally tagged enums: one dataclass per variant ---------------------------
+
+
+class _TaggedUnion(_Wire):
+    """Base of an internally tagged serde enum. The union's root class names
+    the tag key (``class X(_TaggedUnion, tag_key="outcome_type")``); each
+    variant subclass names its tag (``class V(X, tag="consumed")``), which is
+    written first, before the variant's own fields."""
+
+    _tag_key: ClassVar[str]
+    _variants: ClassVar[dict[str, type[_TaggedUnion]]]
+    tag: ClassVar[str]
+
+    def __init_subclass__(cls, tag_key: str | None = None, tag: str | None = None) -> None:
+        super().__init_subclass__()
+        if tag_key is not None:
+            cls._tag_key, cls._variants = tag_key, {}
+        if tag is not None:
+            cls.tag = tag
+            cls._variants[tag] = cls
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self._tag_key: self.tag, **self._fields_to_dict()}
+
+    def _fields_to_dict(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def _read(cls, value: Any, path: str) -> Any:
+        obj = _object(value, path)
+        tag = _required(obj, cls._tag_key, path, _str)
+        variant = cls._variants.get(tag)
+        if variant is None or not issubclass(variant, cls):
+            expected = [name for name, v in cls._variants.items() if issubclass(v, cls)]
+            raise ValueError(
+                f"{path}.{cls._tag_key}: unknown variant {tag!r}, expected one of {expected}"
+            )
+        return variant._read_fields(obj, path)
+
+    @classmethod
+    def _read_fields(cls, obj: dict[str, Any], path: str) -> Any:
+        return cls()
+
+
+class InputTerminalOutcome(_TaggedUnion, tag_key="outcome_type"):
+    """How an input ended. One of ``ConsumedOutcome``, ``SupersededOutcome``,
+    ``CoalescedOutcome``, ``AbandonedOutcome``; ``from_dict`` picks by tag."""
+
+
+@dataclass(frozen=True)
+class ConsumedOutcome(InputTerminalOutcome, tag="consumed"):
+    pass
+
+
+@dataclass(frozen=True)
+class SupersededOutcome(InputTerminalOutcome, tag="superseded"):
+    superseded_by: InputId
+
+    def _fields_to_dict(self) -> dict[str, Any]:
+        return {"superseded_by": str(self.superseded_by)}
+
+    @classmethod
+    def _read_fields(cls, obj: dict[str, Any], path: str) -> SupersededOutcome:
+        return cls(_required(obj, "superseded_by", path, _input_id))
+
+
+@dataclass(frozen=True)
+class CoalescedOutcome(InputTerminalOutcome, tag="coalesced"):
+    aggregate_id: InputId
+
+    def _fields_to_dict(self) -> dict[str, Any]:
+        return {"aggregate_id": str(self.aggregate_id)}
+
+    @classmethod
+    def _read_fields(cls, obj: dict[str, Any], path: str) -> CoalescedOutcome:
+        return cls(_required(obj, "aggregate_id", path, _input_id))
+
+
+@dataclass(frozen=True)
+class AbandonedOutcome(InputTerminalOutcome, tag="abandoned"):
+    reason: InputAbandonReason
+
+    def _fields_to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason.value}
+
+    @classmethod
+    def _read_fields(cls, obj: dict[str, Any], path: str) -> AbandonedOutcome:
+        return cls(_required(obj, "reason", path, InputAbandonReason._read))
+
+
+class ReconstructionSource(_TaggedUnion, tag_key="source_type"):
+    """Where a reconstructed input came from: ``ProjectionSource`` or
+    ``CoalescingSource``; ``from_dict`` picks by tag."""
+
+
+@dataclass(frozen=True)
+class ProjectionSource(ReconstructionSource, tag="projection"):
+    rule_id: str
+    source_event_id: str
+
+    def _fields_to_dict(self) -> dict[str, Any]:
+        return {"rule_id": self.rule_id, "source_event_id": self.source_event_id}
+
+    @classmethod
+    def _read_fields(cls, obj: dict[str, Any], path: str) -> ProjectionSource:
+        return cls(
+            _required(obj, "rule_id", path, _str),
+            _required(obj, "source_event_id", path, _str),
+        )
+
+
+@dataclass(frozen=True)
+class CoalescingSource(ReconstructionSource, tag="coalescing"):
+    source_input_ids: list[InputId]
+
+    def _fields_to_dict(self) -> dict[str, Any]:
+        return {"source_input_ids": [str(input_id) for input_id in self.source_input_ids]}
+
+    @classmethod
+    def _read_fields(cls, obj: dict[str, Any], path: str) -> CoalescingSource:
+        return cls(_required(obj, "source_input_ids", path, _input_ids))
+
+
+# -- structs ------------------------------------------------------------------------
+
+
+@dataclass
+class RunBoundaryReceipt(_Wire):
+    """Proof that a run boundary was committed (§4.1)."""
+
+    run_id: RunId
+    boundary: RunApplyBoundary
+    contributing_input_ids: list[InputId]
+    conversation_digest: str | None
+    message_count: int
+    sequence: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "run_id": str(self.run_id),
+            "boundary": self.boundary.value,
+            "contributing_input_ids": [str(input_id) for input_id in self.contributing_input_ids],
+        }
+        if self.conversation_digest is not None:
+            out["conversation_digest"] = self.conversation_digest
+        out["message_count"] = self.message_count
+        out["sequence"] = self.sequence
+        return out
+
+    @classmethod
+    def _read(cls, value: Any, path: str) -> RunBoundaryReceipt:
+        obj = _object(value, path)
+        return cls(
+            run_id=_required(obj, "run_id", path, _run_id),
+            boundary=_required(obj, "boundary", path, RunApplyBoundary._read),
+            contributing_input_ids=_required(obj, "contributing_input_ids", path, _input_ids),
+            conversation_digest=_optional(obj, "conversation_digest", path, _str),
+            message_count=_required(obj, "message_count", path, _u64),
+            sequence=_required(obj, "sequence", path, _u64),
+        )
+
+
+@dataclass(frozen=True)
+class PolicyDecision(_Wire):
+    apply_mode: ApplyMode
+    wake_mode: WakeMode
+    queue_mode: QueueMode
+    consume_point: ConsumePoint
+    _: KW_ONLY
+    record_transcript: bool = True
+    emit_operator_content: bool = True
+    policy_version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "apply_mode": self.apply_mode.value,
+            "wake_mode": self.wake_mode.value,
+            "queue_mode": self.queue_mode.value,
+            "consume_point": self.consume_point.value,
+            "record_transcript": self.record_transcript,
+            "emit_operator_content": self.emit_operator_content,
+            "policy_version": self.policy_version,
+        }
+
+    @classmethod
+    def _read(cls, value: Any, path: str) -> PolicyDecision:
+        obj = _object(value, path)
+        return cls(
+            _required(obj, "apply_mode", path, ApplyMode._read),
+            _required(obj, "wake_mode", path, WakeMode._read),
+            _required(obj, "queue_mode", path, QueueMode._read),
+            _required(obj, "consume_point", path, ConsumePoint._read),
+            record_transcript=_defaulted(obj, "record_transcript", path, _bool, True),
+            emit_operator_content=_defaulted(obj, "emit_operator_content", path, _bool, True),
+            policy_version=_required(obj, "policy_version", path, _u64),
+        )
+
+
+@dataclass(frozen=True)
+class PolicySnapshot(_Wire):
+    version: int
+    decision: PolicyDecision
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "decision": self.decision.to_dict()}
+
+    @classmethod
+    def _read(cls, value: Any, path: str) -> PolicySnapshot:
+        obj = _object(value, path)
+        return cls(
+            _required(obj, "version", path, _u64),
+            _required(obj, "decision", path, PolicyDecision._read),
+        )
+
+
+@dataclass(frozen=True)
+class InputStateHistoryEntry(_Wire):
+    """One lifecycle move; the wire keys are ``from`` and ``to``."""
+
+    timestamp: Timestamp
+    from_state: InputLifecycleState
+    to_state: InputLifecycleState
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "timestamp": str(self.timestamp),
+            "from": self.from_state.value,
+            "to": self.to_state.value,
+        }
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+    @classmethod
+    def _read(cls, value: Any, path: str) -> InputStateHistoryEntry:
+        obj = _object(value, path)
+        return cls(
+            _required(obj, "timestamp", path, _timestamp),
+            _required(obj, "from", path, InputLifecycleState._read),
+            _required(obj, "to", path, InputLifecycleState._read),
+            _optional(obj, "reason", path, _str),
+        )
+
+
+_history = _list_of(InputStateHistoryEntry._read)
+
+
+@dataclass
+class InputState(_Wire):
+    """The per-input lifecycle record (§4.4). Mutable, as meerkat mutates it
+    in place; ``persisted_input`` is the caller's ``Input`` JSON object, kept
+    and written back as given."""
+
+    input_id: InputId
+    current_state: InputLifecycleState
+    _: KW_ONLY
+    policy: PolicySnapshot | None = None
+    terminal_outcome: InputTerminalOutcome | None = None
+    durability: InputDurability | None = None
+    idempotency_key: str | None = None
+    attempt_count: int = 0
+    recovery_count: int = 0
+    history: list[InputStateHistoryEntry] = field(default_factory=list)
+    reconstruction_source: ReconstructionSource | None = None
+    persisted_input: dict[str, Any] | None = None
+    last_run_id: RunId | None = None
+    last_boundary_sequence: int | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def new_accepted(cls, input_id: InputId) -> InputState:
+        now = Timestamp.now()
+        return cls(input_id, InputLifecycleState.ACCEPTED, created_at=now, updated_at=now)
+
+    def is_terminal(self) -> bool:
+        return self.current_state.is_terminal()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "input_id": str(self.input_id),
+            "current_state": self.current_state.value,
+        }
+        if self.policy is not None:
+            out["policy"] = self.policy.to_dict()
+        if self.terminal_outcome is not None:
+            out["terminal_outcome"] = self.terminal_outcome.to_dict()
+        if self.durability is not None:
+            out["durability"] = self.durability.value
+        if self.idempotency_key is not None:
+            out["idempotency_key"] = self.idempotency_key
+        out["attempt_count"] = self.attempt_count
+        out["recovery_count"] = self.recovery_count
+        if self.history:
+            out["history"] = [entry.to_dict() for entry in self.history]
+        if self.reconstruction_source is not None:
+            out["reconstruction_source"] = self.reconstruction_source.to_dict()
+        if self.persisted_input is not None:
+            out["persisted_input"] = self.persisted_input
+        if self.last_run_id is not None:
+            out["last_run_id"] = str(self.last_run_id)
+        if self.last_boundary_sequence is not None:
+            out["last_boundary_sequence"] = self.last_boundary_sequence
+        out["created_at"] = str(self.created_at)
+        out["updated_at"] = str(self.updated_at)
+        return out
+
+    @classmethod
+    def _read(cls, value: Any, path: str) -> InputState:
+        obj = _object(value, path)
+        return cls(
+            _required(obj, "input_id", path, _input_id),
+            _required(obj, "current_state", path, InputLifecycleState._read),
+            policy=_optional(obj, "policy", path, PolicySnapshot._read),
+            terminal_outcome=_optional(obj, "terminal_outcome", path, InputTerminalOutcome._read),
+            durability=_optional(obj, "durability", path, InputDurability._read),
+            idempotency_key=_optional(obj, "idempotency_key", path, _str),
+            attempt_count=_defaulted(obj, "attempt_count", path, _u32, 0),
+            recovery_count=_defaulted(obj, "recovery_count", path, _u32, 0),
+            history=_defaulted(obj, "history", path, _history, []),
+            reconstruction_source=_optional(
+                obj, "reconstruction_source", path, ReconstructionSource._read
+            ),
+            # Kept opaque; an `Input` is an internally tagged enum, so an object.
+            persisted_input=_optional(obj, "persisted_input", path, _object),
+            last_run_id=_optional(obj, "last_run_id", path, _run_id),
+            last_boundary_sequence=_optional(obj, "last_boundary_sequence", path, _u64),
+            created_at=_required(obj, "created_at", path, _timestamp),
+            updated_at=_required(obj, "updated_at", path, _timestamp),
+        )
+
+
+@dataclass
+class InputStateEvent(_Wire):
+    """A lifecycle event (not persisted by the store, but it has a JSON form)."""
+
+    timestamp: Timestamp
+    state: InputLifecycleState
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"timestamp": str(self.timestamp), "state": self.state.value}
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
+
+    @classmethod
+    def _read(cls, value: Any, path: str) -> InputStateEvent:
+        obj = _object(value, path)
+        return cls(
+            _required(obj, "timestamp", path, _timestamp),
+            _required(obj, "state", path, InputLifecycleState._read),
+            _optional(obj, "detail", path, _str),
+        )
+
+
+@dataclass(frozen=True)
+class SessionDelta:
+    """The caller's serialized session (opaque bytes; not itself persisted as
+    JSON)."""
+
+    session_snapshot: bytes
+
+    def __post_init__(self) -> None:
+        snapshot = self.session_snapshot
+        if isinstance(snapshot, (bytearray, memoryview)):
+            object.__setattr__(self, "session_snapshot", bytes(snapshot))
+        elif not isinstance(snapshot, bytes):
+            raise TypeError(f"session_snapshot must be bytes, got {type(snapshot).__name__}")

@@ -1,0 +1,96 @@
+"""Backends for the conformance suite: memory, fakeredis, and real Redis and
+Valkey servers started here. Every test gets its own namespace."""
+
+from __future__ import annotations
+
+import uuid
+
+import fakeredis
+import pytest
+import redis.asyncio
+
+from redis_store import InMemoryRuntimeStore, RedisRuntimeStore
+
+from servers import HOW_TO_ENABLE, REQUIRE_ENV, ServerProcess, redis_binary, servers_required, valkey_binary
+
+BACKENDS = ["memory", "fakeredis", "redis", "valkey"]
+REAL = {"redis": redis_binary, "valkey": valkey_binary}
+
+
+def _server(kind: str):
+    binary = REAL[kind]()
+    if binary is None:
+        message = f"no {kind} server binary: {HOW_TO_ENABLE[kind]}"
+        if servers_required():
+            pytest.fail(f"{message} ({REQUIRE_ENV} is set, so real-server tests may not skip)")
+        pytest.skip(f"{message}; or set {REQUIRE_ENV}=1 to make this a failure")
+    server = ServerProcess(binary).start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = _server("redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_server():
+    server = _server("valkey")
+    yield server
+    server.stop()
+
+
+class Backend:
+    """Opens stores that share one backend's data (several clients of one
+    server, or the one memory store) under a test's own namespace."""
+
+    def __init__(self, name: str, server: ServerProcess | None) -> None:
+        self.name = name
+        self.server = server
+        self.namespace = f"t{uuid.uuid4().hex[:12]}"
+        self._fake_server = fakeredis.FakeServer() if name == "fakeredis" else None
+        self._memory = InMemoryRuntimeStore() if name == "memory" else None
+        self._opened: list = []
+
+    @property
+    def is_redis(self) -> bool:
+        return self.name != "memory"
+
+    def client(self):
+        if self._fake_server is not None:
+            client = fakeredis.FakeAsyncRedis(server=self._fake_server)
+        else:
+            client = redis.asyncio.Redis(host="127.0.0.1", port=self.server.port)
+        self._opened.append(client)
+        return client
+
+    def open(self):
+        if self._memory is not None:
+            return self._memory
+        return RedisRuntimeStore(self.client(), namespace=self.namespace)
+
+    async def close(self) -> None:
+        for client in self._opened:
+            await client.aclose()
+
+
+async def _backend(request):
+    name = request.param
+    server = request.getfixturevalue(f"{name}_server") if name in REAL else None
+    backend = Backend(name, server)
+    yield backend
+    await backend.close()
+
+
+backend = pytest.fixture(params=BACKENDS)(_backend)
+
+
+@pytest.fixture
+async def store(backend):
+    return backend.open()
+
+
+#: Redis-protocol backends only, for tests of Redis behaviour.
+redis_backend = pytest.fixture(params=["fakeredis", "redis", "valkey"])(_backend)

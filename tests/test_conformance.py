@@ -1,0 +1,385 @@
+"""The contract, run unchanged against every backend (memory, fakeredis, a
+real Redis and a real Valkey). Ports of meerkat's store tests (SPEC §6) come
+first, then one test per rule of the contract."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from redis_store import (
+    MAX_SEQUENCE,
+    InputId,
+    InputLifecycleState,
+    InputState,
+    LogicalRuntimeId,
+    ReceiptConflict,
+    RunApplyBoundary,
+    RunBoundaryReceipt,
+    RunId,
+    RuntimeState,
+    SessionDelta,
+    SessionId,
+    SessionKeyMismatch,
+    WriteFailed,
+    session_digest,
+)
+from sessions import EMPTY_DIGEST, session_json
+
+
+def make_receipt(run_id: RunId, seq: int, **changes) -> RunBoundaryReceipt:
+    receipt = RunBoundaryReceipt(
+        run_id=run_id,
+        boundary=RunApplyBoundary.RUN_START,
+        contributing_input_ids=[],
+        conversation_digest=None,
+        message_count=0,
+        sequence=seq,
+    )
+    return dataclasses.replace(receipt, **changes)
+
+
+def delta(turns: int = 0, session_id: str | None = None) -> SessionDelta:
+    return SessionDelta(session_json(turns, session_id))
+
+
+async def commit(store, rid, run_id, inputs=(), turns=0):
+    return await store.commit_session_boundary(
+        rid, delta(turns), run_id, RunApplyBoundary.RUN_CHECKPOINT, [s.input_id for s in inputs], list(inputs)
+    )
+
+
+async def assert_untouched(store, rid):
+    assert await store.load_input_states(rid) == []
+    assert await store.load_session_snapshot(rid) is None
+    assert await store.load_runtime_state(rid) is None
+
+
+# -- ports of meerkat's store tests (SPEC §6) ---------------------------------------
+
+async def test_atomic_apply_roundtrip(store):
+    rid = LogicalRuntimeId("test-runtime")
+    run_id, input_id = RunId.new(), InputId.new()
+    await store.atomic_apply(rid, delta(), make_receipt(run_id, 0), [InputState.new_accepted(input_id)])
+    states = await store.load_input_states(rid)
+    assert [s.input_id for s in states] == [input_id]
+    assert await store.load_boundary_receipt(rid, run_id, 0) == make_receipt(run_id, 0)
+
+
+async def test_atomic_apply_rejects_non_session_snapshot(store):
+    # meerkat's memory test stores b"session-data"; this contract follows
+    # redb/sqlite: an invalid snapshot is WriteFailed and nothing is written.
+    rid, run_id = "test-runtime", RunId.new()
+    with pytest.raises(WriteFailed, match="not a meerkat Session"):
+        await store.atomic_apply(
+            rid, SessionDelta(b"session-data"), make_receipt(run_id, 0), [InputState.new_accepted(InputId.new())]
+        )
+    await assert_untouched(store, rid)
+    assert await store.load_boundary_receipt(rid, run_id, 0) is None
+
+
+async def test_persist_and_load_single_state(store):
+    state = InputState.new_accepted(InputId.new())
+    await store.persist_input_state("test", state)
+    assert await store.load_input_state("test", state.input_id) == state
+
+
+async def test_load_nonexistent_returns_none(store):
+    rid = LogicalRuntimeId("test")
+    assert await store.load_input_states(rid) == []
+    assert await store.load_input_state(rid, InputId.new()) is None
+    assert await store.load_boundary_receipt(rid, RunId.new(), 0) is None
+    assert await store.load_session_snapshot(rid) is None
+    assert await store.load_runtime_state(rid) is None
+
+
+async def test_atomic_apply_updates_existing(store):
+    rid, input_id = "test", InputId.new()
+    await store.atomic_apply(rid, None, make_receipt(RunId.new(), 0), [InputState.new_accepted(input_id)])
+    state2 = InputState.new_accepted(input_id)
+    state2.current_state = InputLifecycleState.QUEUED
+    await store.atomic_apply(rid, None, make_receipt(RunId.new(), 1), [state2])
+    states = await store.load_input_states(rid)
+    assert len(states) == 1
+    assert states[0].current_state == InputLifecycleState.QUEUED
+
+
+async def test_commit_session_boundary_returns_authoritative_receipt(store):
+    rid, run_id, input_id = "test", RunId.new(), InputId.new()
+    receipt = await store.commit_session_boundary(
+        rid, delta(), run_id, RunApplyBoundary.IMMEDIATE, [input_id], [InputState.new_accepted(input_id)]
+    )
+    assert receipt.sequence == 0
+    assert receipt.run_id == run_id
+    assert receipt.conversation_digest == EMPTY_DIGEST
+    assert receipt.message_count == 0
+    assert receipt.contributing_input_ids == [input_id]
+    assert await store.load_boundary_receipt(rid, receipt.run_id, receipt.sequence) == receipt
+
+
+async def test_multiple_runtimes_isolated(store):
+    await store.persist_input_state("runtime-1", InputState.new_accepted(InputId.new()))
+    await store.persist_input_state("runtime-2", InputState.new_accepted(InputId.new()))
+    await store.persist_input_state("runtime-2", InputState.new_accepted(InputId.new()))
+    assert len(await store.load_input_states("runtime-1")) == 1
+    assert len(await store.load_input_states("runtime-2")) == 2
+
+
+async def test_load_session_snapshot_roundtrip(store):
+    # Formatting is kept byte for byte: the store never re-serializes.
+    snapshot = session_json(2).replace(b'"messages":', b'  "messages" :  ')
+    await store.atomic_apply("runtime", SessionDelta(snapshot), make_receipt(RunId.new(), 0), [])
+    assert await store.load_session_snapshot("runtime") == snapshot
+
+
+async def test_atomic_apply_all_in_one_transaction(store):
+    run_id = RunId.new()
+    a, b = InputState.new_accepted(InputId.new()), InputState.new_accepted(InputId.new())
+    await store.atomic_apply("rt", delta(1), make_receipt(run_id, 0), [a, b])
+    assert await store.load_input_states("rt") == [a, b]
+    assert await store.load_boundary_receipt("rt", run_id, 0) is not None
+    assert await store.load_session_snapshot("rt") is not None
+
+
+async def test_commit_session_boundary_roundtrip(store):
+    receipt = await commit(store, "rt", RunId.new(), [InputState.new_accepted(InputId.new())])
+    assert receipt.sequence == 0
+    assert await store.load_session_snapshot("rt") is not None
+    assert len(await store.load_input_states("rt")) == 1
+
+
+async def test_atomic_apply_is_atomic_on_receipt_conflict(store):
+    rid, run_id = "rt", RunId.new()
+    first = InputState.new_accepted(InputId.new())
+    await store.atomic_apply(rid, None, make_receipt(run_id, 0), [first])
+    with pytest.raises(ReceiptConflict) as caught:
+        await store.atomic_apply(
+            rid, delta(), make_receipt(run_id, 0, message_count=9), [InputState.new_accepted(InputId.new())]
+        )
+    assert isinstance(caught.value, WriteFailed)
+    assert (caught.value.run_id, caught.value.sequence) == (str(run_id), 0)
+    assert await store.load_session_snapshot(rid) is None
+    assert await store.load_input_states(rid) == [first]
+    assert (await store.load_boundary_receipt(rid, run_id, 0)).message_count == 0
+
+
+async def test_atomic_lifecycle_commit_persists_both_parts(store):
+    state = InputState.new_accepted(InputId.new())
+    await store.atomic_lifecycle_commit("rt", RuntimeState.STOPPED, [state])
+    assert await store.load_runtime_state("rt") == RuntimeState.STOPPED
+    assert await store.load_input_states("rt") == [state]
+
+
+# -- sequences ------------------------------------------------------------------------
+
+async def test_sequences_count_from_zero_per_run(store):
+    run_a, run_b = RunId.new(), RunId.new()
+    assert [(await commit(store, "rt", run_a)).sequence for _ in range(3)] == [0, 1, 2]
+    assert (await commit(store, "rt", run_b)).sequence == 0
+    assert (await commit(store, "other", run_a)).sequence == 0
+    assert (await commit(store, "rt", run_a)).sequence == 3
+
+
+async def test_next_sequence_counts_applied_receipts_and_leaves_gaps(store):
+    run_id = RunId.new()
+    await store.atomic_apply("rt", None, make_receipt(run_id, 0), [])
+    await store.atomic_apply("rt", None, make_receipt(run_id, 5), [])
+    await store.atomic_apply("rt", None, make_receipt(run_id, 2), [])  # below the max: max stays 5
+    assert (await commit(store, "rt", run_id)).sequence == 6
+
+
+async def test_sequence_space_ends_at_2_pow_53(store):
+    run_id = RunId.new()
+    await store.atomic_apply("rt", None, make_receipt(run_id, MAX_SEQUENCE - 1), [])
+    assert (await commit(store, "rt", run_id)).sequence == MAX_SEQUENCE
+    assert (await store.load_boundary_receipt("rt", run_id, MAX_SEQUENCE)).sequence == MAX_SEQUENCE
+    state = InputState.new_accepted(InputId.new())
+    with pytest.raises(WriteFailed, match="2\\*\\*53"):
+        await commit(store, "rt", run_id, [state])
+    assert await store.load_input_state("rt", state.input_id) is None
+
+
+# -- commit_session_boundary -----------------------------------------------------------
+
+async def test_commit_stamps_inputs_and_changes_nothing_else(store):
+    run_id = RunId.new()
+    a = InputState.new_accepted(InputId.new())
+    a.current_state, a.attempt_count = InputLifecycleState.APPLIED, 2
+    original = dataclasses.replace(a)
+    await commit(store, "rt", run_id)
+    receipt = await commit(store, "rt", run_id, [a])
+    stored = await store.load_input_state("rt", a.input_id)
+    assert stored == dataclasses.replace(original, last_run_id=run_id, last_boundary_sequence=1)
+    assert receipt.sequence == 1
+    assert a == original  # the caller's object is not mutated
+
+
+async def test_commit_digest_matches_session_digest(store):
+    snapshot = session_json(3)
+    receipt = await store.commit_session_boundary("rt", SessionDelta(snapshot), RunId.new(), RunApplyBoundary.RUN_START, [], [])
+    assert (receipt.conversation_digest, receipt.message_count) == session_digest(snapshot)
+    assert receipt.message_count == 13
+    assert await store.load_session_snapshot("rt") == snapshot
+
+
+async def test_commit_with_invalid_snapshot_writes_nothing(store):
+    run_id = RunId.new()
+    state = InputState.new_accepted(InputId.new())
+    for bad in [b"", b"not json", b'{"id": "x"}', session_json(1)[:-1]]:
+        with pytest.raises(WriteFailed, match="not a meerkat Session"):
+            await store.commit_session_boundary("rt", SessionDelta(bad), run_id, RunApplyBoundary.RUN_START, [], [state])
+    await assert_untouched(store, "rt")
+    assert (await commit(store, "rt", run_id)).sequence == 0
+
+
+async def test_commit_replaces_snapshot(store):
+    first, second = session_json(1), session_json(2)
+    for snapshot in (first, second):
+        await store.commit_session_boundary("rt", SessionDelta(snapshot), RunId.new(), RunApplyBoundary.RUN_START, [], [])
+    assert await store.load_session_snapshot("rt") == second
+
+
+# -- atomic_apply -------------------------------------------------------------------
+
+async def test_atomic_apply_stores_receipt_and_inputs_unchanged(store):
+    run_id = RunId.new()
+    receipt = make_receipt(run_id, 7, conversation_digest="ab" * 32, message_count=41,
+                           contributing_input_ids=[InputId.new()], boundary=RunApplyBoundary.IMMEDIATE)
+    state = InputState.new_accepted(InputId.new())
+    await store.atomic_apply("rt", None, receipt, [state])
+    assert await store.load_boundary_receipt("rt", run_id, 7) == receipt
+    assert await store.load_input_state("rt", state.input_id) == state  # no stamping
+    assert await store.load_session_snapshot("rt") is None  # None leaves the slot alone
+
+
+async def test_session_store_key_must_match_the_snapshot(store):
+    session_id = SessionId.new()
+    with pytest.raises(SessionKeyMismatch) as caught:
+        await store.atomic_apply("rt", delta(1, str(SessionId.new())), make_receipt(RunId.new(), 0),
+                                 [InputState.new_accepted(InputId.new())], session_store_key=session_id)
+    assert isinstance(caught.value, WriteFailed)
+    assert caught.value.expected == str(session_id)
+    await assert_untouched(store, "rt")
+    run_id = RunId.new()
+    await store.atomic_apply("rt", delta(1, str(session_id)), make_receipt(run_id, 0), [], session_store_key=session_id)
+    assert await store.load_boundary_receipt("rt", run_id, 0) is not None
+
+
+# -- input order --------------------------------------------------------------------------
+
+async def test_inputs_load_in_first_stored_order_through_every_write(store):
+    ids = [InputId.new() for _ in range(6)]
+    states = {i: InputState.new_accepted(i) for i in ids}
+    run_id = RunId.new()
+    # Ids are deliberately stored out of their time order.
+    await store.persist_input_state("rt", states[ids[3]])
+    await commit(store, "rt", run_id, [states[ids[1]], states[ids[0]]])
+    await store.atomic_apply("rt", None, make_receipt(RunId.new(), 0), [states[ids[5]]])
+    await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [states[ids[2]], states[ids[4]]])
+    # Updates keep their place, whichever method writes them.
+    updated = dataclasses.replace(states[ids[3]], current_state=InputLifecycleState.CONSUMED)
+    await store.atomic_lifecycle_commit("rt", RuntimeState.RUNNING, [updated])
+    await commit(store, "rt", run_id, [states[ids[5]]])
+    loaded = await store.load_input_states("rt")
+    assert [s.input_id for s in loaded] == [ids[3], ids[1], ids[0], ids[5], ids[2], ids[4]]
+    assert loaded[0].current_state == InputLifecycleState.CONSUMED
+    assert loaded[3].last_boundary_sequence == 1
+
+
+async def test_same_input_twice_in_one_batch_last_wins(store):
+    a = InputState.new_accepted(InputId.new())
+    b = dataclasses.replace(a, current_state=InputLifecycleState.QUEUED)
+    await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [a, b])
+    assert await store.load_input_states("rt") == [b]
+
+
+async def test_many_inputs_keep_order(store):
+    states = [InputState.new_accepted(InputId.new()) for _ in range(2500)]
+    await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, states[:1200])
+    await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, states[1200:])
+    assert await store.load_input_states("rt") == states
+
+
+# -- runtime state ------------------------------------------------------------------------
+
+async def test_runtime_state_is_one_slot_and_transitions_are_not_checked(store):
+    await store.persist_runtime_state("rt", RuntimeState.DESTROYED)
+    await store.persist_runtime_state("rt", RuntimeState.INITIALIZING)
+    assert await store.load_runtime_state("rt") == RuntimeState.INITIALIZING
+    assert await store.load_runtime_state("other") is None
+
+
+# -- isolation ------------------------------------------------------------------------
+
+TRICKY_IDS = ["a", "a:b", "{a}", "a}{b", "{", "}", "%7B", "%", "%25", "a/b", "a b", " ", "Zürich 🦜", "rt:{x}:inputs", "名前"]
+
+
+async def test_runtime_ids_never_collide(store):
+    for i, rid in enumerate(TRICKY_IDS):
+        await store.persist_runtime_state(rid, list(RuntimeState)[i % 7])
+        for _ in range(i + 1):
+            await store.persist_input_state(rid, InputState.new_accepted(InputId.new()))
+        await commit(store, rid, RunId.new(), turns=i)
+    for i, rid in enumerate(TRICKY_IDS):
+        assert await store.load_runtime_state(rid) == list(RuntimeState)[i % 7]
+        assert len(await store.load_input_states(rid)) == i + 1
+        assert session_digest(await store.load_session_snapshot(rid))[1] == (4 * i + 1 if i else 0)
+
+
+async def test_logical_runtime_id_and_str_are_the_same_runtime(store):
+    state = InputState.new_accepted(InputId.new())
+    await store.persist_input_state(LogicalRuntimeId("same"), state)
+    assert await store.load_input_states("same") == [state]
+
+
+# -- bad arguments: TypeError/ValueError, nothing written ------------------------------
+
+def _bad_calls(run_id, state):
+    good_receipt = make_receipt(run_id, 0)
+    return [
+        (TypeError, lambda s: s.persist_input_state(123, state)),
+        (ValueError, lambda s: s.persist_input_state("", state)),
+        (ValueError, lambda s: s.persist_input_state("\ud800", state)),
+        (TypeError, lambda s: s.persist_input_state("rt", {"input_id": "x"})),
+        (TypeError, lambda s: s.persist_runtime_state("rt", "idle")),
+        (TypeError, lambda s: s.load_boundary_receipt("rt", str(run_id), 0)),
+        (ValueError, lambda s: s.load_boundary_receipt("rt", run_id, -1)),
+        (ValueError, lambda s: s.load_boundary_receipt("rt", run_id, 2**53)),
+        (TypeError, lambda s: s.load_boundary_receipt("rt", run_id, True)),
+        (TypeError, lambda s: s.load_input_state("rt", str(state.input_id))),
+        (ValueError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, -1), [state])),
+        (ValueError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 2**53), [state])),
+        (TypeError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 1.0), [state])),
+        (TypeError, lambda s: s.atomic_apply("rt", b"{}", good_receipt, [state])),
+        (TypeError, lambda s: s.atomic_apply("rt", None, good_receipt, [state], session_store_key="x")),
+        (TypeError, lambda s: s.atomic_apply("rt", None, good_receipt, [state, None])),
+        (TypeError, lambda s: s.atomic_apply("rt", None, good_receipt, state)),
+        (ValueError, lambda s: s.atomic_apply("rt", None, good_receipt, [dataclasses.replace(state, attempt_count=-1)])),
+        (TypeError, lambda s: s.commit_session_boundary("rt", b"{}", run_id, RunApplyBoundary.RUN_START, [], [])),
+        (TypeError, lambda s: s.commit_session_boundary("rt", delta(), str(run_id), RunApplyBoundary.RUN_START, [], [])),
+        (TypeError, lambda s: s.commit_session_boundary("rt", delta(), run_id, "run_start", [], [])),
+        (TypeError, lambda s: s.commit_session_boundary("rt", delta(), run_id, RunApplyBoundary.RUN_START, ["x"], [])),
+        (TypeError, lambda s: s.commit_session_boundary("rt", delta(), run_id, RunApplyBoundary.RUN_START, [], [state, 1])),
+        (TypeError, lambda s: s.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [state, "x"])),
+    ]
+
+
+async def test_bad_arguments_raise_before_anything_is_written(store):
+    run_id, state = RunId.new(), InputState.new_accepted(InputId.new())
+    for expected, call in _bad_calls(run_id, state):
+        with pytest.raises(expected):
+            await call(store)
+    await assert_untouched(store, "rt")
+    assert await store.load_boundary_receipt("rt", run_id, 0) is None
+
+
+# -- lifetime -----------------------------------------------------------------------------
+
+async def test_closed_store_refuses_calls(backend):
+    store = backend.open()
+    async with store as entered:
+        assert entered is store
+        await store.persist_runtime_state("rt", RuntimeState.IDLE)
+    with pytest.raises(WriteFailed, match="closed"):
+        await store.persist_runtime_state("rt", RuntimeState.IDLE)

@@ -1,0 +1,188 @@
+"""Redis behaviour of RedisRuntimeStore, proven on fakeredis and on real
+Redis and Valkey servers: key layout, cluster slots, NOSCRIPT recovery,
+error mapping, and values written by something else."""
+
+from __future__ import annotations
+
+import re
+
+import msgpack
+import pytest
+import redis.asyncio
+from redis.crc import key_slot
+
+from redis_store import (
+    InputId,
+    InputState,
+    InternalError,
+    ReadFailed,
+    RedisRuntimeStore,
+    RunApplyBoundary,
+    RunId,
+    RuntimeState,
+    SessionDelta,
+    WriteFailed,
+)
+from redis_store.keys import KeyLayout
+from redis_store.scripts import SCRIPT_NAMES, sha1, source
+from sessions import session_json
+from test_conformance import TRICKY_IDS, commit, make_receipt
+
+
+async def _all_writes(store, rid):
+    run_id, state = RunId.new(), InputState.new_accepted(InputId.new())
+    await commit(store, rid, run_id, [state], turns=1)
+    await store.atomic_apply(rid, SessionDelta(session_json(1)), make_receipt(run_id, 5), [state])
+    await store.atomic_lifecycle_commit(rid, RuntimeState.RUNNING, [state])
+    await store.persist_input_state(rid, state)
+    await store.persist_runtime_state(rid, RuntimeState.IDLE)
+    await store.load_input_states(rid)
+    return run_id, state
+
+
+async def test_keys_are_exactly_the_documented_layout(redis_backend):
+    store, raw = redis_backend.open(), redis_backend.client()
+    await _all_writes(store, "rt-1")
+    keys = KeyLayout(redis_backend.namespace).runtime("rt-1")
+    found = {k.decode() for k in await raw.keys(f"{redis_backend.namespace}:*")}
+    assert found == set(keys)
+    assert keys.inputs == f"{redis_backend.namespace}:rt:{{rt-1}}:inputs"
+
+
+async def test_every_script_call_stays_in_one_cluster_slot(redis_backend):
+    store, raw = redis_backend.open(), redis_backend.client()
+    calls = []
+    original = raw.evalsha
+
+    async def recording_evalsha(sha, numkeys, *keys_and_args):
+        calls.append(keys_and_args[:numkeys])
+        return await original(sha, numkeys, *keys_and_args)
+
+    raw.evalsha = recording_evalsha
+    store = RedisRuntimeStore(raw, namespace=redis_backend.namespace)
+    slots = set()
+    for rid in TRICKY_IDS:
+        calls.clear()
+        await _all_writes(store, rid)
+        assert len(calls) >= 6  # one per write and load_inputs (+ retries after NOSCRIPT)
+        for keys in calls:
+            key_slots = {key_slot(k.encode() if isinstance(k, str) else k) for k in keys}
+            assert len(key_slots) == 1, (rid, keys)
+            slots |= key_slots
+    assert len(slots) > len(TRICKY_IDS) // 2  # runtimes spread over slots
+
+
+async def test_noscript_after_script_flush_is_reloaded(redis_backend):
+    store, raw = redis_backend.open(), redis_backend.client()
+    run_id = RunId.new()
+    assert (await commit(store, "rt", run_id)).sequence == 0
+    await raw.script_flush()
+    assert await raw.script_exists(sha1("commit_boundary")) == [False]
+    assert (await commit(store, "rt", run_id)).sequence == 1
+    assert await store.load_input_states("rt") == []
+    assert await raw.script_exists(sha1("commit_boundary"), sha1("load_inputs")) == [True, True]
+
+
+def test_scripts_are_plain_lua_and_touch_only_their_keys():
+    for name in SCRIPT_NAMES:
+        text = source(name)
+        assert not text.startswith("#!")
+        code = "\n".join(line.split("--")[0] for line in text.splitlines())
+        for banned in ("cmsgpack", "cjson", "bit.", "struct."):
+            assert banned not in code, (name, banned)
+        # Every key a command names comes from KEYS (or a lib parameter
+        # holding a KEYS entry): no key names are built inside Lua.
+        for key in re.findall(r"redis\.call\('\w+',\s*([^,)]+)", code):
+            assert key.startswith("KEYS[") or key in ("inputs_key", "order_key"), (name, key)
+
+
+async def test_foreign_value_of_wrong_type_fails_before_any_write(redis_backend):
+    store, raw = redis_backend.open(), redis_backend.client()
+    keys = KeyLayout(redis_backend.namespace).runtime("rt")
+    await raw.set(keys.input_order, b"not a list")
+    state = InputState.new_accepted(InputId.new())
+    with pytest.raises(WriteFailed, match="WRONGTYPE"):
+        await commit(store, "rt", RunId.new(), [state], turns=1)
+    assert await raw.exists(keys.snapshot, keys.receipts, keys.run_seqs, keys.inputs) == 0
+
+
+async def test_corrupt_values_are_read_failed(redis_backend):
+    store, raw = redis_backend.open(), redis_backend.client()
+    keys = KeyLayout(redis_backend.namespace).runtime("rt")
+    await raw.set(keys.state, b"\xc1garbage")
+    with pytest.raises(ReadFailed, match="runtime state is unreadable"):
+        await store.load_runtime_state("rt")
+    await raw.set(keys.snapshot, msgpack.packb([99, b"{}"]))
+    with pytest.raises(ReadFailed, match="schema version 99.*upgrade redis-store"):
+        await store.load_session_snapshot("rt")
+    state = InputState.new_accepted(InputId.new())
+    await store.persist_input_state("rt", state)
+    await raw.hset(keys.inputs, str(state.input_id), msgpack.packb([1, {"input_id": "nope"}, None]))
+    with pytest.raises(ReadFailed, match="input state is unreadable"):
+        await store.load_input_states("rt")
+    await raw.hdel(keys.inputs, str(state.input_id))
+    with pytest.raises(ReadFailed, match="input_order"):
+        await store.load_input_states("rt")
+
+
+async def test_corrupt_sequence_counter_refuses_commit(redis_backend):
+    store, raw = redis_backend.open(), redis_backend.client()
+    run_id = RunId.new()
+    await raw.hset(KeyLayout(redis_backend.namespace).runtime("rt").run_seqs, str(run_id), b"x")
+    with pytest.raises(WriteFailed, match="not a number"):
+        await commit(store, "rt", run_id, turns=1)
+    assert await store.load_session_snapshot("rt") is None
+
+
+async def test_script_refuses_malformed_arguments(redis_backend):
+    store = redis_backend.open()
+    with pytest.raises(InternalError, match="pairs"):
+        await store._lifecycle_commit("rt", None, [("only-an-id",)])  # a bug in the caller, not user input
+    assert await store.load_input_states("rt") == []
+
+
+async def test_unreachable_server_is_write_failed_and_read_failed():
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    from servers import free_port
+
+    client = redis.asyncio.Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
+    store = RedisRuntimeStore(client)
+    with pytest.raises(WriteFailed, match="outcome is unknown") as caught:
+        await store.persist_runtime_state("rt", RuntimeState.IDLE)
+    assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+    with pytest.raises(ReadFailed) as caught:
+        await store.load_runtime_state("rt")
+    assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+    await client.aclose()
+
+
+def test_decoding_client_is_refused():
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        RedisRuntimeStore(redis.asyncio.Redis(decode_responses=True))
+
+
+def test_namespace_rules():
+    for bad in ["", "a{b", "}"]:
+        with pytest.raises(ValueError):
+            KeyLayout(bad)
+    with pytest.raises(TypeError):
+        KeyLayout(b"ns")
+
+
+async def test_namespaces_are_isolated(redis_backend):
+    a = redis_backend.open()
+    b = RedisRuntimeStore(redis_backend.client(), namespace=redis_backend.namespace + "-other")
+    await a.persist_runtime_state("rt", RuntimeState.IDLE)
+    assert await b.load_runtime_state("rt") is None
+    await commit(b, "rt", RunId.new())
+    assert await a.load_session_snapshot("rt") is None
+
+
+async def test_boundary_in_receipt_survives_real_server(redis_backend):
+    store = redis_backend.open()
+    run_id = RunId.new()
+    for boundary in RunApplyBoundary:
+        receipt = await store.commit_session_boundary("rt", SessionDelta(session_json(2)), run_id, boundary, [], [])
+        assert (await store.load_boundary_receipt("rt", run_id, receipt.sequence)).boundary == boundary
