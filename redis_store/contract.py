@@ -106,11 +106,13 @@ def _input_wires(name: str, states: object) -> list[dict]:
     wires = []
     for i, state in enumerate(states):
         _check(f"{name}[{i}]", state, InputState)
-        wire = state.to_dict()
         try:
+            wire = state.to_dict()
             InputState.from_dict(wire)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{name}[{i}] cannot be stored: {exc}") from exc
+        except (AttributeError, TypeError) as exc:  # a field holds the wrong type
+            raise TypeError(f"{name}[{i}] cannot be stored: {exc}") from exc
+        except ValueError as exc:
+            raise ValueError(f"{name}[{i}] cannot be stored: {exc}") from exc
         wires.append(wire)
     return wires
 
@@ -125,8 +127,13 @@ def _encode_inputs(name: str, wires: list[dict], encode) -> EncodedInputs:
 def _receipt_wire(receipt: object) -> dict:
     _check("receipt", receipt, RunBoundaryReceipt)
     check_sequence("receipt.sequence", receipt.sequence)
-    wire = receipt.to_dict()
-    RunBoundaryReceipt.from_dict(wire)
+    try:
+        wire = receipt.to_dict()
+        RunBoundaryReceipt.from_dict(wire)
+    except (AttributeError, TypeError) as exc:
+        raise TypeError(f"receipt cannot be stored: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"receipt cannot be stored: {exc}") from exc
     return wire
 
 

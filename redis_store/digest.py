@@ -212,9 +212,6 @@ def _optional(read: Reader) -> Reader:
     return lambda value: None if value is None else read(value)
 
 
-_optional_str = _optional(_str)
-
-
 def _tag(fields: dict, tag: str, variants: dict) -> Any:
     """The variant of an enum tagged by ``tag``: ``variants[name]``."""
     name = fields.get(tag, _ABSENT)
@@ -267,6 +264,8 @@ def _unsigned(bits: int, maximum: int) -> Reader:
 
 _u32 = _unsigned(32, _U32_MAX)
 _u64 = _unsigned(64, _U64_MAX)
+_optional_u64 = _optional(_u64)
+_optional_str = _optional(_str)
 
 # uuid 1.x accepts exactly these shapes (either case); uuid.UUID() is laxer.
 _HYPHENATED = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -349,7 +348,6 @@ def _system_time(value: Any) -> None:
 _USAGE_FIELDS = frozenset(
     {"input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"}
 )
-_optional_u64 = _optional(_u64)
 
 
 def _usage(value: Any) -> dict:

@@ -362,6 +362,11 @@ def _bad_calls(run_id, state):
         (TypeError, lambda s: s.commit_session_boundary("rt", delta(), run_id, RunApplyBoundary.RUN_START, ["x"], [])),
         (TypeError, lambda s: s.commit_session_boundary("rt", delta(), run_id, RunApplyBoundary.RUN_START, [], [state, 1])),
         (TypeError, lambda s: s.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [state, "x"])),
+        (TypeError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, current_state="queued"))),
+        (TypeError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 0, run_id=str(run_id)), [])),
+        (TypeError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 0, message_count="1"), [])),
+        (ValueError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 0, message_count=-1), [])),
+        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"a": "\ud800"}))),
     ]
 
 

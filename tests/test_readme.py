@@ -1,0 +1,22 @@
+"""The README's usage example runs as written (on fakeredis instead of a
+Redis at localhost)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sessions import session_json
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+async def test_usage_example_runs(capsys):
+    (code,) = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert "redis://localhost:6379/0?namespace=prod" in code
+    code = code.replace("redis://localhost:6379/0?namespace=prod", "fakeredis://readme?namespace=prod")
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    await namespace["main"](session_json(2))
+    sequence, digest, count = capsys.readouterr().out.split()
+    assert (sequence, len(digest), count) == ("0", 64, "9")
