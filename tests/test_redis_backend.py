@@ -5,10 +5,14 @@ error mapping, and values written by something else."""
 from __future__ import annotations
 
 import re
+import time
 
 import msgpack
 import pytest
+import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
 from redis_store import (
@@ -25,6 +29,7 @@ from redis_store import (
 )
 from redis_store.keys import KeyLayout
 from redis_store.scripts import SCRIPT_NAMES, sha1, source
+from servers import ServerProcess, free_port, redis_binary
 from sessions import session_json
 from test_conformance import TRICKY_IDS, commit, make_receipt
 
@@ -142,11 +147,6 @@ async def test_script_refuses_malformed_arguments(redis_backend):
 
 
 async def test_unreachable_server_is_write_failed_and_read_failed():
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    from servers import free_port
-
     client = redis.asyncio.Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
     store = RedisRuntimeStore(client)
     with pytest.raises(WriteFailed, match="outcome is unknown") as caught:
@@ -186,3 +186,32 @@ async def test_boundary_in_receipt_survives_real_server(redis_backend):
     for boundary in RunApplyBoundary:
         receipt = await store.commit_session_boundary("rt", SessionDelta(session_json(2)), run_id, boundary, [], [])
         assert (await store.load_boundary_receipt("rt", run_id, receipt.sequence)).boundary == boundary
+
+
+@pytest.fixture(scope="module")
+def cluster_node(request, tmp_path_factory):
+    """A real redis-server in cluster mode owning every slot: it refuses any
+    script whose KEYS span more than one slot (CROSSSLOT)."""
+    request.getfixturevalue("redis_server")  # skips, or fails in CI, without a binary
+    conf = tmp_path_factory.mktemp("cluster") / "nodes.conf"
+    server = ServerProcess(redis_binary(), "--cluster-enabled", "yes", "--cluster-config-file", str(conf)).start()
+    admin = redis.Redis(port=server.port)
+    admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+    for _ in range(100):
+        if admin.cluster("info")["cluster_state"] == "ok":
+            break
+        time.sleep(0.05)
+    admin.close()
+    yield server
+    server.stop()
+
+
+async def test_real_cluster_node_accepts_every_script_call(cluster_node):
+    client = redis.asyncio.Redis(port=cluster_node.port)
+    with pytest.raises(redis.exceptions.ResponseError, match="same slot"):
+        await client.eval("return 1", 2, "{a}1", "{b}2")  # the node does check
+    store = RedisRuntimeStore(client, namespace="cluster-test")
+    for rid in TRICKY_IDS:
+        run_id, state = await _all_writes(store, rid)
+        assert await store.load_input_state(rid, state.input_id) is not None
+    await client.aclose()
