@@ -227,8 +227,8 @@ def _tag(fields: dict, tag: str, variants: dict) -> Any:
 
 
 def _internally_tagged(value: Any, expected: str, tag: str, variants: dict) -> dict:
-    """``#[serde(tag = ...)]``: ``variants[name] = (fields, read)``; ``read``
-    gets the object's fields and returns the canonical dict."""
+    """``#[serde(tag = ...)]``: ``variants[name] = (known_fields, read)``;
+    ``read`` turns the object's fields into the canonical dict."""
     fields = _object(value, expected)
     known, read = _tag(fields, tag, variants)
     if len(fields) != len(value):

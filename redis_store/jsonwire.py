@@ -71,6 +71,7 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 # -6..-9 repr pads the exponent (1e-07) where zmij does not (1e-7). Exactly
 # those numbers contain "e-0". Strings are matched too, only to skip them.
 _PADDED_EXPONENT = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?)(\d)(?:\.(\d+))?e-0(\d)', re.DOTALL)
+_PADDED_EXPONENT_HINT = re.compile(r"\de-0\d")
 
 
 def _zmij_notation(match: re.Match) -> str:
@@ -84,7 +85,8 @@ def _zmij_notation(match: re.Match) -> str:
 
 def _encode(value: Any) -> str:
     text = _ENCODER.encode(value)
-    if "e-0" in text:
+    # Cheap tests first: the rewrite has to walk every string token.
+    if "e-0" in text and _PADDED_EXPONENT_HINT.search(text):
         text = _PADDED_EXPONENT.sub(_zmij_notation, text)
     return text
 
@@ -155,6 +157,7 @@ _LONE_SURROGATE_ESCAPE = re.compile(
     rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 )
 
+_TOO_DEEP = f"recursion limit exceeded: more than {MAX_DEPTH} nested arrays/objects"
 _BRACKETS_TO_SQUARE = bytes.maketrans(b"{}", b"[]")
 _NOT_BRACKET_OR_QUOTE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
 
@@ -201,14 +204,13 @@ def _loads(data: str | bytes | bytearray | memoryview, decoder: json.JSONDecoder
         lone = _LONE_SURROGATE_ESCAPE.search(unescaped)
         if lone:
             raise ValueError(f"lone surrogate in hex escape {lone.group().decode()}")
-    too_deep = f"recursion limit exceeded: more than {MAX_DEPTH} nested arrays/objects"
     with paused_gc():
         try:
             value = decoder.decode(text)
         except RecursionError:
-            raise ValueError(too_deep) from None
+            raise ValueError(_TOO_DEEP) from None
     if _nesting_depth(unescaped) > MAX_DEPTH:
-        raise ValueError(too_deep)
+        raise ValueError(_TOO_DEEP)
     return value
 
 
