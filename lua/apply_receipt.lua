@@ -12,12 +12,9 @@
 -- ARGV[5..] pairs: input_id, input state envelope (complete)
 -- Reply: 1. Errors, raised before any write: BAD_ARGS, WRONGTYPE, RECEIPT_CONFLICT, CORRUPT.
 
-if not pairs_from(5) then
-  return redis.error_reply('BAD_ARGS input ids and values must come in pairs')
-end
-local bad_type = wrong_type({'string', 'hash', 'hash', 'hash', 'list'})
-if bad_type then
-  return redis.error_reply(bad_type)
+local failed = common_checks(5, {'string', 'hash', 'hash', 'hash', 'list'})
+if failed then
+  return redis.error_reply(failed)
 end
 local seq = tonumber(ARGV[2])
 if not seq or seq < 0 or seq > MAX_SEQUENCE or seq ~= math.floor(seq) then

@@ -13,12 +13,9 @@
 -- Reply: the minted sequence (integer). Errors, raised before any write:
 --   BAD_ARGS, WRONGTYPE, CORRUPT (run_seqs entry not a number), SEQUENCE_EXHAUSTED.
 
-if not pairs_from(4) then
-  return redis.error_reply('BAD_ARGS input ids and values must come in pairs')
-end
-local bad_type = wrong_type({'string', 'hash', 'hash', 'hash', 'list'})
-if bad_type then
-  return redis.error_reply(bad_type)
+local failed = common_checks(4, {'string', 'hash', 'hash', 'hash', 'list'})
+if failed then
+  return redis.error_reply(failed)
 end
 local last = redis.call('HGET', KEYS[3], ARGV[1])
 local seq = 0

@@ -23,11 +23,6 @@ local function int_text(n)
   return string.format('%.0f', n)
 end
 
--- True when ARGV from index first on is a list of (id, value) pairs.
-local function pairs_from(first)
-  return (#ARGV - first + 1) % 2 == 0
-end
-
 -- Upsert input states given as (input_id, value) pairs in ARGV from index
 -- first on, appending suffix to each value. An id seen for the first time
 -- is appended to the order list, so loads return first-stored order.
@@ -50,4 +45,14 @@ local function wrong_type(expected)
     end
   end
   return nil
+end
+
+-- The checks every write script starts with: ARGV from index first_pair on
+-- holds (id, value) pairs, and KEYS[i] is absent or of type expected[i].
+-- Returns the error text, or nil when all is well.
+local function common_checks(first_pair, expected)
+  if (#ARGV - first_pair + 1) % 2 ~= 0 then
+    return 'BAD_ARGS input ids and values must come in pairs'
+  end
+  return wrong_type(expected)
 end

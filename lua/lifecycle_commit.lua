@@ -7,12 +7,9 @@
 -- ARGV[2..] pairs: input_id, input state envelope (complete)
 -- Reply: 1. Errors, raised before any write: BAD_ARGS, WRONGTYPE.
 
-if not pairs_from(2) then
-  return redis.error_reply('BAD_ARGS input ids and values must come in pairs')
-end
-local bad_type = wrong_type({'string', 'hash', 'list'})
-if bad_type then
-  return redis.error_reply(bad_type)
+local failed = common_checks(2, {'string', 'hash', 'list'})
+if failed then
+  return redis.error_reply(failed)
 end
 
 -- All checks passed: write.

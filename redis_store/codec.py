@@ -129,26 +129,21 @@ def decode_snapshot(value: bytes) -> bytes:
     return snapshot
 
 
-def _with_sequence(kind: str, value: bytes, field: str) -> dict:
+def _decode_wire(kind: str, value: bytes, seq_field: str, cls):
     _, wire, seq = _open(kind, value, 3)
     if not isinstance(wire, dict):
         raise DecodeError(f"{kind}: payload is not a map")
     if seq is not None:
-        wire[field] = seq
-    return wire
+        wire[seq_field] = seq
+    try:
+        return cls.from_dict(wire)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"{kind}: {exc}") from exc
 
 
 def decode_input_state(value: bytes) -> InputState:
-    wire = _with_sequence("input_state", value, "last_boundary_sequence")
-    try:
-        return InputState.from_dict(wire)
-    except (TypeError, ValueError) as exc:
-        raise DecodeError(f"input_state: {exc}") from exc
+    return _decode_wire("input_state", value, "last_boundary_sequence", InputState)
 
 
 def decode_receipt(value: bytes) -> RunBoundaryReceipt:
-    wire = _with_sequence("receipt", value, "sequence")
-    try:
-        return RunBoundaryReceipt.from_dict(wire)
-    except (TypeError, ValueError) as exc:
-        raise DecodeError(f"receipt: {exc}") from exc
+    return _decode_wire("receipt", value, "sequence", RunBoundaryReceipt)
