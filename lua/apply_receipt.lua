@@ -24,9 +24,9 @@ local field = ARGV[1] .. ':' .. int_text(seq)
 if redis.call('HEXISTS', KEYS[2], field) == 1 then
   return redis.error_reply('RECEIPT_CONFLICT ' .. field)
 end
-local last = redis.call('HGET', KEYS[3], ARGV[1])
-if last and not tonumber(last) then
-  return redis.error_reply('CORRUPT run_seqs entry of run ' .. ARGV[1] .. ' is not a number')
+local last, corrupt = stored_sequence(KEYS[3], ARGV[1])
+if corrupt then
+  return redis.error_reply(corrupt)
 end
 
 -- All checks passed: write.
@@ -34,7 +34,7 @@ if ARGV[4] ~= '' then
   redis.call('SET', KEYS[1], ARGV[4])
 end
 redis.call('HSET', KEYS[2], field, ARGV[3])
-if not last or seq > tonumber(last) then
+if not last or seq > last then
   redis.call('HSET', KEYS[3], ARGV[1], int_text(seq))
 end
 upsert_inputs(KEYS[4], KEYS[5], 5, '')

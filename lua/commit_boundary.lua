@@ -11,21 +11,17 @@
 -- ARGV[4..] pairs: input_id, input state envelope without its final
 --           last_boundary_sequence slot (last_run_id already stamped)
 -- Reply: the minted sequence (integer). Errors, raised before any write:
---   BAD_ARGS, WRONGTYPE, CORRUPT (run_seqs entry not a number), SEQUENCE_EXHAUSTED.
+--   BAD_ARGS, WRONGTYPE, CORRUPT (run_seqs entry not a sequence), SEQUENCE_EXHAUSTED.
 
 local failed = common_checks(4, {'string', 'hash', 'hash', 'hash', 'list'})
 if failed then
   return redis.error_reply(failed)
 end
-local last = redis.call('HGET', KEYS[3], ARGV[1])
-local seq = 0
-if last then
-  seq = tonumber(last)
-  if not seq then
-    return redis.error_reply('CORRUPT run_seqs entry of run ' .. ARGV[1] .. ' is not a number')
-  end
-  seq = seq + 1
+local last, corrupt = stored_sequence(KEYS[3], ARGV[1])
+if corrupt then
+  return redis.error_reply(corrupt)
 end
+local seq = last and last + 1 or 0
 if seq > MAX_SEQUENCE then
   return redis.error_reply('SEQUENCE_EXHAUSTED run ' .. ARGV[1] .. ' has used every sequence below 2^53')
 end

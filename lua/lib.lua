@@ -23,6 +23,20 @@ local function int_text(n)
   return string.format('%.0f', n)
 end
 
+-- The largest sequence stored for a run (nil if none), or nil and an error
+-- text when the counter is not an integer in [0, 2^53) (written by someone else).
+local function stored_sequence(seqs_key, run_id)
+  local last = redis.call('HGET', seqs_key, run_id)
+  if not last then
+    return nil, nil
+  end
+  local n = tonumber(last)
+  if not n or n < 0 or n > MAX_SEQUENCE or n ~= math.floor(n) then
+    return nil, 'CORRUPT run_seqs entry of run ' .. run_id .. ' is not a sequence: ' .. last
+  end
+  return n, nil
+end
+
 -- Upsert input states given as (input_id, value) pairs in ARGV from index
 -- first on, appending suffix to each value. An id seen for the first time
 -- is appended to the order list, so loads return first-stored order.

@@ -21,7 +21,7 @@ from .contract import EncodedInputs, RuntimeStore, sequence_exhausted
 from .errors import InternalError, ReadFailed, ReceiptConflict, WriteFailed
 from .keys import KeyLayout, receipt_field
 from .scripts import Scripts
-from .urls import redact
+from .urls import has_credentials, redact
 
 
 def _flat(inputs: EncodedInputs) -> list:
@@ -64,7 +64,9 @@ class RedisRuntimeStore(RuntimeStore):
         try:
             client = redis.asyncio.from_url(url, **client_options)
         except ValueError as exc:
-            raise ValueError(f"cannot use Redis URL {redact(url)!r}: {exc}") from None
+            # redis-py's message may quote part of a mis-encoded password.
+            reason = "check its form; percent-encode special characters in the password" if has_credentials(url) else str(exc)
+            raise ValueError(f"cannot use Redis URL {redact(url)!r}: {reason}") from None
         store = cls(client, namespace, close_client=True)
         store._where = redact(url)
         return store

@@ -29,8 +29,9 @@ from .types import InputState, RunBoundaryReceipt, RuntimeState
 #: Current schema version of every kind of value.
 SCHEMA_VERSION = 1
 
-#: ``UPGRADES[kind][i]`` turns a payload of version ``i + 1`` into version
-#: ``i + 2``. Append here when a schema changes; never edit a released entry.
+#: ``UPGRADES[kind][i]`` turns an envelope (the whole decoded list) of
+#: version ``i + 1`` into one of version ``i + 2``, version element included.
+#: Append here when a schema changes; never edit a released entry.
 UPGRADES: dict[str, list[Callable[[Any], Any]]] = {
     "runtime_state": [],
     "snapshot": [],
@@ -97,8 +98,8 @@ def _open(kind: str, value: bytes, length: int) -> list:
         envelope = msgpack.unpackb(value, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise DecodeError(f"{kind}: not a msgpack value ({exc})") from exc
-    if not isinstance(envelope, list) or len(envelope) != length:
-        raise DecodeError(f"{kind}: expected a {length}-element envelope")
+    if not isinstance(envelope, list) or not envelope:
+        raise DecodeError(f"{kind}: not an envelope (a non-empty array)")
     version = envelope[0]
     upgrades = UPGRADES[kind]
     current = 1 + len(upgrades)
@@ -111,6 +112,8 @@ def _open(kind: str, value: bytes, length: int) -> list:
         )
     for upgrade in upgrades[version - 1 :]:
         envelope = upgrade(envelope)
+    if len(envelope) != length:  # checked after upgrading: a shape may change
+        raise DecodeError(f"{kind}: expected a {length}-element envelope")
     return envelope
 
 

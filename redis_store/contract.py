@@ -29,7 +29,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 
-from . import codec
+from . import codec, jsonwire
 from .digest import inspect_session
 from .errors import (
     InvalidSessionSnapshot,
@@ -98,43 +98,58 @@ def sequence_exhausted(run_id: str) -> WriteFailed:
     )
 
 
+def _storable_wire(name: str, value: object, cls: type) -> dict:
+    """The wire dict of ``value``, refused (TypeError/ValueError) unless it
+    reads back as an equal value: a str where a RunId belongs, an uppercase
+    uuid, a datetime for a Timestamp, a negative count would otherwise be
+    stored and then be unreadable, or keyed under the wrong text."""
+    _check(name, value, cls)
+    try:
+        wire = value.to_dict()
+        same = cls.from_dict(wire) == value
+    except (AttributeError, TypeError) as exc:
+        raise TypeError(f"{name} cannot be stored: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{name} cannot be stored: {exc}") from exc
+    if not same:
+        raise TypeError(
+            f"{name} cannot be stored: a field holds a value of the wrong type or form "
+            "(ids must be RunId/InputId, times Timestamp, enums their enum type)"
+        )
+    free_form = wire.get("persisted_input")
+    if free_form is not None:
+        _check_plain_json(f"{name}.persisted_input", free_form)
+    return wire
+
+
+def _check_plain_json(name: str, value: object) -> None:
+    """Free-form JSON must survive a JSON round trip unchanged (str keys,
+    finite numbers, lists not tuples, no bytes)."""
+    try:
+        same = jsonwire.loads(jsonwire.dumps(value)) == value
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"{name} is not plain JSON: {exc}") from exc
+    if not same:
+        raise ValueError(f"{name} is not plain JSON: it changes in a JSON round trip (non-str keys? tuples?)")
+
+
 def _input_wires(name: str, states: object) -> list[dict]:
-    """Validated wire dicts of input states: a value that could not be read
-    back is refused here, before anything is written."""
     if isinstance(states, (str, bytes)) or not isinstance(states, Iterable):
         raise _type_error(name, "a list of InputState", states)
-    wires = []
-    for i, state in enumerate(states):
-        _check(f"{name}[{i}]", state, InputState)
-        try:
-            wire = state.to_dict()
-            InputState.from_dict(wire)
-        except (AttributeError, TypeError) as exc:  # a field holds the wrong type
-            raise TypeError(f"{name}[{i}] cannot be stored: {exc}") from exc
-        except ValueError as exc:
-            raise ValueError(f"{name}[{i}] cannot be stored: {exc}") from exc
-        wires.append(wire)
-    return wires
+    return [_storable_wire(f"{name}[{i}]", state, InputState) for i, state in enumerate(states)]
 
 
 def _encode_inputs(name: str, wires: list[dict], encode) -> EncodedInputs:
     try:
         return [(wire["input_id"], encode(wire)) for wire in wires]
-    except (TypeError, ValueError) as exc:  # e.g. lone surrogates in free-form JSON
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. ints beyond 64 bits
         raise ValueError(f"{name} cannot be encoded: {exc}") from exc
 
 
 def _receipt_wire(receipt: object) -> dict:
     _check("receipt", receipt, RunBoundaryReceipt)
     check_sequence("receipt.sequence", receipt.sequence)
-    try:
-        wire = receipt.to_dict()
-        RunBoundaryReceipt.from_dict(wire)
-    except (AttributeError, TypeError) as exc:
-        raise TypeError(f"receipt cannot be stored: {exc}") from exc
-    except ValueError as exc:
-        raise ValueError(f"receipt cannot be stored: {exc}") from exc
-    return wire
+    return _storable_wire("receipt", receipt, RunBoundaryReceipt)
 
 
 def _session_summary(delta: SessionDelta):

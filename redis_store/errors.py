@@ -20,7 +20,10 @@ class RuntimeStoreError(Exception):
 
 
 class WriteFailed(RuntimeStoreError):
-    """A write did not happen. Nothing of the call was written."""
+    """A write failed. When the store refused it (a conflict, a bad snapshot,
+    a check in a script), nothing of the call was written. When the
+    connection failed or timed out mid-call, the message says the outcome
+    is unknown: the commit may have been applied."""
 
     prefix = "Store write failed"
 

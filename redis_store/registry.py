@@ -28,8 +28,7 @@ DEFAULT_NAMESPACE = "meerkat"
 def _memory(url: str, namespace: str, **options: Any) -> RuntimeStore:
     if options:
         raise TypeError(f"memory:// takes no options, got {', '.join(sorted(options))}")
-    check_namespace(namespace)  # same rules as Redis; one memory store is one namespace
-    return InMemoryRuntimeStore()
+    return InMemoryRuntimeStore()  # one memory store is one namespace
 
 
 def _redis(url: str, namespace: str, **options: Any) -> RuntimeStore:
@@ -78,5 +77,7 @@ def open_store(url: str, **options: Any) -> RuntimeStore:
             + ", ".join(f"{name}://" for name in BACKENDS)
         )
     url, url_namespace = pop_namespace(url)
-    namespace = options.pop("namespace", None) or url_namespace or DEFAULT_NAMESPACE
-    return factory(url, namespace, **options)
+    namespace = options.pop("namespace", None)
+    if namespace is None:
+        namespace = DEFAULT_NAMESPACE if url_namespace is None else url_namespace
+    return factory(url, check_namespace(namespace), **options)

@@ -183,9 +183,36 @@ class _Wire:
     def to_json(self) -> str:
         return jsonwire.dumps(self.to_dict())
 
+    #: Fields holding free-form JSON, where a repeated key is not an error.
+    _FREE_FORM: ClassVar[frozenset[str]] = frozenset()
+
     @classmethod
     def from_json(cls: type[_W], text: str | bytes) -> _W:
-        return cls.from_dict(jsonwire.loads(text))
+        return cls.from_dict(_struct_dicts(jsonwire.loads_pairs(text), cls._FREE_FORM, cls.__name__))
+
+
+def _struct_dicts(value: Any, free_form: frozenset[str], path: str) -> Any:
+    """``jsonwire.loads_pairs`` output as dicts. A field given twice in a
+    struct is serde's error "duplicate field"; inside free-form JSON (a serde
+    ``Map``) the last value wins."""
+    if isinstance(value, tuple):
+        out: dict[str, Any] = {}
+        for key, item in value:
+            if key in out:
+                raise ValueError(f"{path}: duplicate field `{key}`")
+            out[key] = _last_wins(item) if key in free_form else _struct_dicts(item, frozenset(), f"{path}.{key}")
+        return out
+    if isinstance(value, list):
+        return [_struct_dicts(item, frozenset(), f"{path}[{i}]") for i, item in enumerate(value)]
+    return value
+
+
+def _last_wins(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return {key: _last_wins(item) for key, item in value}
+    if isinstance(value, list):
+        return [_last_wins(item) for item in value]
+    return value
 
 
 # -- enums: snake_case strings ----------------------------------------------------
@@ -600,6 +627,8 @@ class InputState(_Wire):
     """The per-input lifecycle record (§4.4). Mutable, as meerkat mutates it
     in place; ``persisted_input`` is the caller's ``Input`` JSON object, kept
     and written back as given."""
+
+    _FREE_FORM: ClassVar[frozenset[str]] = frozenset({"persisted_input"})
 
     input_id: InputId
     current_state: InputLifecycleState

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+import re
+from urllib.parse import parse_qsl, urlencode
+
+# Everything between "://" and the last "@": the user info. Matched as plain
+# text, because a password with an unencoded "/", "?" or "#" defeats urlsplit.
+_USERINFO = re.compile(r"(?<=://)[^@]*(?=@)")
+_PASSWORD_PARAM = re.compile(r"(?i)(?<=[?&])password=[^&#]*")
 
 
 def scheme_of(url: str) -> str:
@@ -14,9 +20,16 @@ def scheme_of(url: str) -> str:
     return scheme.lower()
 
 
+def has_credentials(url: str) -> bool:
+    return bool(_USERINFO.search(url) or _PASSWORD_PARAM.search(url))
+
+
 def pop_namespace(url: str) -> tuple[str, str | None]:
     """Split ``?namespace=`` off a URL; the rest is passed on untouched."""
-    base, _, query_text = url.partition("?")
+    # The query starts at the first "?" after the user info, which may hold one.
+    at = url.rfind("@")
+    cut = url.find("?", at + 1)
+    base, query_text = (url, "") if cut < 0 else (url[:cut], url[cut + 1 :])
     query = parse_qsl(query_text, keep_blank_values=True)
     namespaces = [value for key, value in query if key == "namespace"]
     if len(namespaces) > 1:
@@ -26,18 +39,7 @@ def pop_namespace(url: str) -> tuple[str, str | None]:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``: safe for repr and logs."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key == "password" for key, _ in query):
-        query = [(k, "***" if k == "password" else v) for k, v in query]
-        parts = parts._replace(query=urlencode(query))
-    if password is None:
-        return urlunsplit(parts)
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+    """The URL with its user info and any ``password=`` replaced by ``***``:
+    safe for repr, errors and logs."""
+    url = _USERINFO.sub("***", url, count=1)
+    return _PASSWORD_PARAM.sub("password=***", url)

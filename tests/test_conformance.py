@@ -171,6 +171,20 @@ async def test_atomic_lifecycle_commit_persists_both_parts(store):
     assert await store.load_input_states("rt") == [state]
 
 
+# SPEC §4.4's full example: every nested type, a 9-digit timestamp, an opaque persisted_input.
+FULL_INPUT_STATE = (
+    '{"input_id":"019a2b3c-0000-7000-8000-000000000001","current_state":"applied_pending_consumption","policy":{"version":1,"decision":{"apply_mode":"stage_run_start","wake_mode":"wake_if_idle","queue_mode":"fifo","consume_point":"on_run_complete","record_transcript":true,"emit_operator_content":true,"policy_version":1}},"durability":"durable","attempt_count":1,"recovery_count":0,"history":[{"timestamp":"2025-10-09T08:53:20.500Z","from":"accepted","to":"queued","reason":"policy resolved"}],"persisted_input":{"input_type":"prompt","header":{"id":"019a2b3c-0000-7000-8000-000000000001","timestamp":"2025-10-09T08:53:20.123456789Z","source":{"type":"operator"},"durability":"durable","visibility":{"transcript_eligible":true,"operator_eligible":true}},"text":"hi"},"last_run_id":"019a2b3c-0000-7000-8000-0000000000ff","last_boundary_sequence":0,"created_at":"2025-10-09T08:53:20.123456789Z","updated_at":"2025-10-09T08:53:21Z"}'
+)
+
+
+async def test_stored_input_state_keeps_its_exact_wire_form(store):
+    state = InputState.from_json(FULL_INPUT_STATE)
+    await store.atomic_lifecycle_commit("rt", RuntimeState.RUNNING, [state])
+    (loaded,) = await store.load_input_states("rt")
+    assert loaded == state
+    assert loaded.to_json() == FULL_INPUT_STATE
+
+
 # -- sequences ------------------------------------------------------------------------
 
 async def test_sequences_count_from_zero_per_run(store):
@@ -363,7 +377,17 @@ def _bad_calls(run_id, state):
         (TypeError, lambda s: s.commit_session_boundary("rt", delta(), run_id, RunApplyBoundary.RUN_START, [], [state, 1])),
         (TypeError, lambda s: s.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [state, "x"])),
         (TypeError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, current_state="queued"))),
-        (TypeError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 0, run_id=str(run_id)), [])),
+        (TypeError, lambda s: s.atomic_apply("rt", None, dataclasses.replace(good_receipt, run_id=str(run_id)), [])),
+        (TypeError, lambda s: s.atomic_apply("rt", None, dataclasses.replace(good_receipt, run_id=str(run_id).upper()), [])),
+        (TypeError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 0, contributing_input_ids=[str(state.input_id)]), [])),
+        (TypeError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, input_id=str(state.input_id).upper()))),
+        (TypeError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, last_run_id=f"urn:uuid:{run_id}"))),
+        (TypeError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, created_at="2024-01-02T03:04:05+01:00"))),
+        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"payload": {1: "a"}}))),
+        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"a": b"bytes"}))),
+        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"a": float("nan")}))),
+        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"a": (1, 2)}))),
+        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"a": 2**64}))),
         (TypeError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 0, message_count="1"), [])),
         (ValueError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 0, message_count=-1), [])),
         (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"a": "\ud800"}))),

@@ -98,7 +98,7 @@ def test_scripts_are_plain_lua_and_touch_only_their_keys():
         # Every key a command names comes from KEYS (or a lib parameter
         # holding a KEYS entry): no key names are built inside Lua.
         for key in re.findall(r"redis\.call\('\w+',\s*([^,)]+)", code):
-            assert key.startswith("KEYS[") or key in ("inputs_key", "order_key"), (name, key)
+            assert key.startswith("KEYS[") or key in ("inputs_key", "order_key", "seqs_key"), (name, key)
 
 
 async def test_foreign_value_of_wrong_type_fails_before_any_write(redis_backend):
@@ -130,13 +130,17 @@ async def test_corrupt_values_are_read_failed(redis_backend):
         await store.load_input_states("rt")
 
 
-async def test_corrupt_sequence_counter_refuses_commit(redis_backend):
+@pytest.mark.parametrize("counter", [b"x", b"-5", b"1.5", b"9007199254740992", b""])
+async def test_corrupt_sequence_counter_refuses_every_write(redis_backend, counter):
     store, raw = redis_backend.open(), redis_backend.client()
     run_id = RunId.new()
-    await raw.hset(KeyLayout(redis_backend.namespace).runtime("rt").run_seqs, str(run_id), b"x")
-    with pytest.raises(WriteFailed, match="not a number"):
+    await raw.hset(KeyLayout(redis_backend.namespace).runtime("rt").run_seqs, str(run_id), counter)
+    with pytest.raises(WriteFailed, match="not a sequence"):
         await commit(store, "rt", run_id, turns=1)
+    with pytest.raises(WriteFailed, match="not a sequence"):
+        await store.atomic_apply("rt", SessionDelta(session_json(1)), make_receipt(run_id, 3), [])
     assert await store.load_session_snapshot("rt") is None
+    assert await store.load_boundary_receipt("rt", run_id, 3) is None
 
 
 async def test_script_refuses_malformed_arguments(redis_backend):
@@ -215,3 +219,27 @@ async def test_real_cluster_node_accepts_every_script_call(cluster_node):
         run_id, state = await _all_writes(store, rid)
         assert await store.load_input_state(rid, state.input_id) is not None
     await client.aclose()
+
+
+async def test_older_schema_versions_are_upgraded_on_read(redis_backend, monkeypatch):
+    from redis_store import codec
+
+    store, raw = redis_backend.open(), redis_backend.client()
+    keys = KeyLayout(redis_backend.namespace).runtime("rt")
+    # Pretend version 2 renamed states to upper case: a v1 value must read as v2.
+    monkeypatch.setitem(codec.UPGRADES, "runtime_state", [lambda env: [2, env[1].upper()]])
+    monkeypatch.setattr(codec, "decode_runtime_state", _upper_state_decoder(codec))
+    await raw.set(keys.state, msgpack.packb([1, "idle"]))
+    assert await store.load_runtime_state("rt") == RuntimeState.IDLE
+    await raw.set(keys.state, msgpack.packb([3, "IDLE"]))
+    with pytest.raises(ReadFailed, match="schema version 3"):
+        await store.load_runtime_state("rt")
+
+
+def _upper_state_decoder(codec):
+    def decode(value):
+        version, text = codec._open("runtime_state", value, 2)
+        assert version == 2
+        return RuntimeState(text.lower())
+
+    return decode

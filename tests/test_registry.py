@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from redis_store import InMemoryRuntimeStore, RedisRuntimeStore, RuntimeState, open_store
 from redis_store.registry import BACKENDS
+from servers import ServerProcess
 
 
 async def test_memory_scheme():
@@ -34,14 +37,9 @@ async def test_redis_url_against_real_server(redis_server):
         assert await store.load_runtime_state("rt") == RuntimeState.RETIRED
 
 
-async def test_unix_socket_urls(tmp_path):
-    from servers import ServerProcess, redis_binary
-
-    binary = redis_binary()
-    if binary is None:
-        pytest.skip("no redis-server")
+async def test_unix_socket_urls(redis_server, tmp_path):
     sock = tmp_path / "redis.sock"
-    server = ServerProcess(binary, "--unixsocket", str(sock)).start()
+    server = ServerProcess(redis_server.binary, "--unixsocket", str(sock)).start()
     try:
         for url in (f"redis+unix://{sock}?namespace=u", f"unix://{sock}?namespace=u"):
             async with open_store(url) as store:
@@ -85,3 +83,28 @@ def test_bad_namespace_is_refused_for_every_scheme():
     for url in ("memory://?namespace=a{b}", "fakeredis://?namespace=a{b}"):
         with pytest.raises(ValueError, match="must not contain"):
             open_store(url)
+    for url, options in [("fakeredis://x?namespace=", {}), ("memory://", {"namespace": ""})]:
+        with pytest.raises(ValueError, match="must not be empty"):
+            open_store(url, **options)  # never silently the shared default
+    with pytest.raises(TypeError):
+        open_store("memory://", namespace=0)
+
+
+@pytest.mark.parametrize(
+    "url, password",
+    [
+        ("redis://u:q7z#kx9@host:6379/0", "q7z#kx9"),
+        ("redis://:s3cr/et9@host:6379/0", "s3cr/et9"),
+        ("redis://user:wh4t?ev3r@host/0?namespace=n", "wh4t?ev3r"),
+        ("rediss://:p%40zz9@host:6380/1", "p%40zz9"),
+        ("redis://host:6379/0?password=p4ss&db=1", "p4ss"),
+    ],
+)
+def test_passwords_with_special_characters_never_leak(url, password):
+    pieces = [piece for piece in re.split(r"[#/?@%]", password) if len(piece) > 2]
+    try:
+        text = repr(open_store(url))
+    except ValueError as exc:
+        text = str(exc)
+    assert "***" in text
+    assert not any(piece in text for piece in pieces), text

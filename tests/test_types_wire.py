@@ -604,3 +604,22 @@ def test_receipt_round_trips(original: RunBoundaryReceipt) -> None:
     parsed = RunBoundaryReceipt.from_json(text)
     assert parsed == original
     assert parsed.to_json() == text
+
+
+def test_a_field_given_twice_is_an_error_as_in_serde():
+    receipt = '{"run_id":"019a2b3c-0000-7000-8000-0000000000ff","boundary":"run_start","contributing_input_ids":[],"message_count":5,"sequence":0,"sequence":7}'
+    with pytest.raises(ValueError, match="duplicate field `sequence`"):
+        RunBoundaryReceipt.from_json(receipt)
+    state = InputState.new_accepted(InputId.new())
+    twice = state.to_json()[:-1] + ',"input_id":"019a2b3c-0000-7000-8000-000000000001"}'
+    with pytest.raises(ValueError, match="duplicate field `input_id`"):
+        InputState.from_json(twice)
+    nested = state.to_json()[:-1] + ',"history":[{"timestamp":"2025-10-09T08:53:20Z","from":"accepted","from":"queued","to":"queued"}]}'
+    with pytest.raises(ValueError, match=r"history\[0\]: duplicate field `from`"):
+        InputState.from_json(nested)
+
+
+def test_free_form_persisted_input_keeps_the_last_repeated_key():
+    state = InputState.new_accepted(InputId.new())
+    text = state.to_json()[:-1] + ',"persisted_input":{"input_type":"x","payload":{"k":1,"k":2}}}'
+    assert InputState.from_json(text).persisted_input == {"input_type": "x", "payload": {"k": 2}}
