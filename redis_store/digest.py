@@ -19,13 +19,12 @@ depth, surrogates, number range or UTF-8). Floats in tool args: see
 from __future__ import annotations
 
 import hashlib
-import re
-import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import jsonwire
 from .errors import InvalidSessionSnapshot
+from .ids import parse_uuid
 
 __all__ = ["SessionSummary", "canonical_messages_json", "inspect_session", "session_digest"]
 
@@ -267,20 +266,16 @@ _u64 = _unsigned(64, _U64_MAX)
 _optional_u64 = _optional(_u64)
 _optional_str = _optional(_str)
 
-# uuid 1.x accepts exactly these shapes (either case); uuid.UUID() is laxer.
-_HYPHENATED = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_UUID_FORMS = re.compile(rf"{_HYPHENATED}|\{{{_HYPHENATED}\}}|urn:uuid:{_HYPHENATED}|[0-9a-fA-F]{{32}}")
-
-
 def _uuid(value: Any) -> str:
     if type(value) is not str:
         raise _wrong_type(value, "a UUID string")
-    if not _UUID_FORMS.fullmatch(value):
+    try:
+        return str(parse_uuid(value))
+    except ValueError:
         raise _Invalid(
             f"invalid UUID {value[:60]!r}: expected 32 hex digits, hyphenated 8-4-4-4-12, "
             "optionally {braced} or urn:uuid:-prefixed"
-        )
-    return str(uuid.UUID(value))
+        ) from None
 
 
 def _free_value(value: Any) -> Any:

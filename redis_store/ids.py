@@ -90,7 +90,7 @@ class _UuidId(_Newtype):
 
     def __init__(self, value: _uuid.UUID | str) -> None:
         if isinstance(value, str):
-            value = _parse_uuid(value, type(self).__name__)
+            value = parse_uuid(value, type(self).__name__)
         elif not isinstance(value, _uuid.UUID):
             raise TypeError(
                 f"{type(self).__name__} takes a uuid.UUID or a str, got {type(value).__name__}"
@@ -116,7 +116,8 @@ class _UuidId(_Newtype):
         return str(self._value)
 
 
-def _parse_uuid(text: str, type_name: str) -> _uuid.UUID:
+def parse_uuid(text: str, type_name: str = "UUID") -> _uuid.UUID:
+    """``text`` as a UUID, in exactly the forms Rust's uuid crate accepts."""
     if _UUID_TEXT.fullmatch(text) is None:
         raise ValueError(
             f"invalid {type_name} {text!r}: expected a UUID as 8-4-4-4-12 hex digits "
