@@ -5,6 +5,7 @@
 -- KEYS[3] run_seqs     HASH    run_id -> largest sequence of that run
 -- KEYS[4] inputs       HASH    input_id -> input state envelope
 -- KEYS[5] input_order  LIST    input ids in first-stored order
+-- KEYS[6] meta         HASH    layout version (see keys.py)
 -- ARGV[1] run_id
 -- ARGV[2] sequence (decimal integer, 0 <= seq < 2^53)
 -- ARGV[3] receipt envelope (complete)
@@ -12,7 +13,7 @@
 -- ARGV[5..] pairs: input_id, input state envelope (complete)
 -- Reply: 1. Errors, raised before any write: BAD_ARGS, WRONGTYPE, RECEIPT_CONFLICT, CORRUPT.
 
-local failed = common_checks(5, {'string', 'hash', 'hash', 'hash', 'list'})
+local failed = common_checks(5, {'string', 'hash', 'hash', 'hash', 'list', 'hash'})
 if failed then
   return redis.error_reply(failed)
 end
@@ -38,4 +39,5 @@ if not last or seq > last then
   redis.call('HSET', KEYS[3], ARGV[1], int_text(seq))
 end
 upsert_inputs(KEYS[4], KEYS[5], 5, '')
+mark_runtime(KEYS[6])
 return 1

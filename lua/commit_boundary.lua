@@ -5,6 +5,7 @@
 -- KEYS[3] run_seqs     HASH    run_id -> largest sequence of that run
 -- KEYS[4] inputs       HASH    input_id -> input state envelope
 -- KEYS[5] input_order  LIST    input ids in first-stored order
+-- KEYS[6] meta         HASH    layout version; last_commit = newest receipt field it minted
 -- ARGV[1] run_id
 -- ARGV[2] snapshot envelope
 -- ARGV[3] receipt envelope without its final sequence slot
@@ -13,7 +14,7 @@
 -- Reply: the minted sequence (integer). Errors, raised before any write:
 --   BAD_ARGS, WRONGTYPE, CORRUPT (run_seqs entry not a sequence), SEQUENCE_EXHAUSTED.
 
-local failed = common_checks(4, {'string', 'hash', 'hash', 'hash', 'list'})
+local failed = common_checks(4, {'string', 'hash', 'hash', 'hash', 'list', 'hash'})
 if failed then
   return redis.error_reply(failed)
 end
@@ -33,4 +34,6 @@ redis.call('SET', KEYS[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1] .. ':' .. seq_text, ARGV[3] .. tail)
 redis.call('HSET', KEYS[3], ARGV[1], seq_text)
 upsert_inputs(KEYS[4], KEYS[5], 4, tail)
+mark_runtime(KEYS[6])
+redis.call('HSET', KEYS[6], 'last_commit', ARGV[1] .. ':' .. seq_text)
 return seq

@@ -5,6 +5,8 @@
 -- Largest sequence a Lua number (an IEEE double) holds exactly: 2^53 - 1.
 local MAX_SEQUENCE = 9007199254740991
 local unpack = unpack or table.unpack
+-- Key layout version, recorded in each runtime's meta hash (redis_store/keys.py).
+local LAYOUT_VERSION = 1
 
 -- msgpack uint64 (0xcf + 8 bytes big-endian) of an integer in [0, 2^53).
 -- Completes an envelope whose prefix Python encoded (codec.seq_suffix).
@@ -69,4 +71,10 @@ local function common_checks(first_pair, expected)
     return 'BAD_ARGS input ids and values must come in pairs'
   end
   return wrong_type(expected)
+end
+
+-- Every write marks its runtime in the meta hash: listing runtimes scans
+-- meta keys, and the layout version tells later releases what they read.
+local function mark_runtime(meta_key)
+  redis.call('HSETNX', meta_key, 'layout', LAYOUT_VERSION)
 end

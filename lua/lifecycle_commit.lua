@@ -3,11 +3,12 @@
 -- KEYS[1] state        STRING  runtime state envelope
 -- KEYS[2] inputs       HASH    input_id -> input state envelope
 -- KEYS[3] input_order  LIST    input ids in first-stored order
+-- KEYS[4] meta         HASH    layout version (see keys.py)
 -- ARGV[1] runtime state envelope, or "" to leave the runtime state as it is
 -- ARGV[2..] pairs: input_id, input state envelope (complete)
 -- Reply: 1. Errors, raised before any write: BAD_ARGS, WRONGTYPE.
 
-local failed = common_checks(2, {'string', 'hash', 'list'})
+local failed = common_checks(2, {'string', 'hash', 'list', 'hash'})
 if failed then
   return redis.error_reply(failed)
 end
@@ -17,4 +18,5 @@ if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1])
 end
 upsert_inputs(KEYS[2], KEYS[3], 2, '')
+mark_runtime(KEYS[4])
 return 1

@@ -11,12 +11,13 @@ from __future__ import annotations
 import threading
 
 from .codec import seq_suffix
-from .contract import MAX_SEQUENCE, EncodedInputs, RuntimeStore, sequence_exhausted
+from .keys import receipt_field
+from .contract import MAX_SEQUENCE, EncodedInputs, RawRuntime, RuntimeStore, sequence_exhausted
 from .errors import ReceiptConflict
 
 
 class _Runtime:
-    __slots__ = ("state", "snapshot", "inputs", "receipts", "run_seqs")
+    __slots__ = ("state", "snapshot", "inputs", "receipts", "run_seqs", "last_commit")
 
     def __init__(self) -> None:
         self.state: bytes | None = None
@@ -24,6 +25,7 @@ class _Runtime:
         self.inputs: dict[str, bytes] = {}  # dicts keep first-insertion order
         self.receipts: dict[tuple[str, int], bytes] = {}
         self.run_seqs: dict[str, int] = {}  # largest sequence per run: O(1) minting
+        self.last_commit: str | None = None  # receipt field commit_session_boundary minted last
 
     def upsert(self, inputs: EncodedInputs, suffix: bytes = b"") -> None:
         for input_id, value in inputs:
@@ -56,6 +58,7 @@ class InMemoryRuntimeStore(RuntimeStore):
             runtime.snapshot = snapshot
             runtime.receipts[(run_id, sequence)] = receipt_prefix + suffix
             runtime.run_seqs[run_id] = sequence
+            runtime.last_commit = receipt_field(run_id, sequence)
             runtime.upsert(inputs, suffix)
             return sequence
 
@@ -69,9 +72,10 @@ class InMemoryRuntimeStore(RuntimeStore):
         inputs: EncodedInputs,
     ) -> None:
         with self._lock:
-            runtime = self._runtime(rid)
-            if (run_id, sequence) in runtime.receipts:
+            existing = self._runtimes.get(rid)
+            if existing is not None and (run_id, sequence) in existing.receipts:
                 raise ReceiptConflict(run_id, sequence)
+            runtime = self._runtime(rid)
             if snapshot is not None:
                 runtime.snapshot = snapshot
             runtime.receipts[(run_id, sequence)] = receipt
@@ -113,3 +117,25 @@ class InMemoryRuntimeStore(RuntimeStore):
         with self._lock:
             runtime = self._runtimes.get(rid)
             return runtime.state if runtime else None
+
+    async def _list_runtimes(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        with self._lock:
+            ids = sorted(self._runtimes)
+        page = ids[cursor : cursor + count]
+        return (cursor + count if cursor + count < len(ids) else 0), page
+
+    async def _dump_runtime(self, rid: str) -> RawRuntime:
+        with self._lock:
+            runtime = self._runtimes.get(rid) or _Runtime()
+            meta = {"layout": "1"} if rid in self._runtimes else {}
+            if runtime.last_commit is not None:
+                meta["last_commit"] = runtime.last_commit
+            return RawRuntime(
+                state=runtime.state,
+                snapshot=runtime.snapshot,
+                input_order=list(runtime.inputs),
+                inputs=dict(runtime.inputs),
+                receipts={receipt_field(run, seq): value for (run, seq), value in runtime.receipts.items()},
+                run_seqs={run: str(seq) for run, seq in runtime.run_seqs.items()},
+                meta=meta,
+            )

@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .contract import EncodedInputs, RuntimeStore, sequence_exhausted
+from .contract import EncodedInputs, RawRuntime, RuntimeStore, sequence_exhausted
 from .errors import InternalError, ReadFailed, ReceiptConflict, WriteFailed
 from .keys import KeyLayout, receipt_field
 from .scripts import Scripts
@@ -124,7 +124,7 @@ class RedisRuntimeStore(RuntimeStore):
         return await self._write(
             "commit_session_boundary",
             self._scripts.commit_boundary,
-            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order],
+            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta],
             [run_id, snapshot, receipt_prefix, *_flat(inputs)],
         )
 
@@ -141,7 +141,7 @@ class RedisRuntimeStore(RuntimeStore):
         await self._write(
             "atomic_apply",
             self._scripts.apply_receipt,
-            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order],
+            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta],
             [run_id, sequence, receipt, b"" if snapshot is None else snapshot, *_flat(inputs)],
         )
 
@@ -150,7 +150,7 @@ class RedisRuntimeStore(RuntimeStore):
         await self._write(
             "lifecycle_commit",
             self._scripts.lifecycle_commit,
-            [k.state, k.inputs, k.input_order],
+            [k.state, k.inputs, k.input_order, k.meta],
             [b"" if state is None else state, *_flat(inputs)],
         )
 
@@ -177,3 +177,33 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def _load_runtime_state(self, rid: str) -> bytes | None:
         return await self._read("load_runtime_state", self._client.get(self._keys.runtime(rid).state))
+
+    async def _list_runtimes(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        next_cursor, keys = await self._read(
+            "list_runtimes",
+            self._client.scan(cursor=cursor, match=self._keys.meta_pattern(), count=count),
+        )
+        runtimes = dict.fromkeys(self._keys.runtime_of_meta(key.decode()) for key in keys)
+        return int(next_cursor), list(runtimes)
+
+    async def _dump_runtime(self, rid: str) -> RawRuntime:
+        k = self._keys.runtime(rid)
+        pipe = self._client.pipeline(transaction=True)  # one consistent view
+        pipe.get(k.state)
+        pipe.get(k.snapshot)
+        pipe.lrange(k.input_order, 0, -1)
+        pipe.hgetall(k.inputs)
+        pipe.hgetall(k.receipts)
+        pipe.hgetall(k.run_seqs)
+        pipe.hgetall(k.meta)
+        state, snapshot, order, inputs, receipts, run_seqs, meta = await self._read("dump_runtime", pipe.execute())
+        text = lambda mapping: {key.decode(): value for key, value in mapping.items()}  # noqa: E731
+        return RawRuntime(
+            state=state,
+            snapshot=snapshot,
+            input_order=[i.decode() for i in order],
+            inputs=text(inputs),
+            receipts=text(receipts),
+            run_seqs={run: value.decode() for run, value in text(run_seqs).items()},
+            meta={key: value.decode() for key, value in text(meta).items()},
+        )

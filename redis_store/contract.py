@@ -27,6 +27,7 @@ Invariants (where meerkat's backends disagree, this contract decides):
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Iterable, Sequence
 
 from . import codec, jsonwire
@@ -51,6 +52,20 @@ MAX_SEQUENCE = 2**53 - 1
 
 #: (input_id, encoded value) pairs handed to a backend.
 EncodedInputs = list[tuple[str, bytes]]
+
+
+@dataclasses.dataclass
+class RawRuntime:
+    """Everything stored for one runtime, undecoded, read in one consistent
+    step: what ``redis-store inspect`` and ``check`` look at."""
+
+    state: bytes | None
+    snapshot: bytes | None
+    input_order: list[str]  # input ids in first-stored order
+    inputs: dict[str, bytes]  # input id -> envelope
+    receipts: dict[str, bytes]  # "<run_id>:<sequence>" -> envelope
+    run_seqs: dict[str, str]  # run id -> largest sequence, as stored
+    meta: dict[str, str]  # "layout", "last_commit"
 
 
 # -- argument checks ---------------------------------------------------------
@@ -321,6 +336,25 @@ class RuntimeStore(abc.ABC):
         value = await self._load_runtime_state(rid)
         return _decode(rid, "runtime state", codec.decode_runtime_state, value)
 
+    # ---- operating ----
+
+    async def list_runtimes(self, cursor: int = 0, count: int = 100) -> tuple[int, list[str]]:
+        """One page of the ids of runtimes that have stored anything, and the
+        cursor of the next page (0 when done). Like SCAN, a full pass lists
+        every runtime that existed throughout it, and may repeat an id."""
+        if not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0:
+            raise ValueError(f"cursor must be a non-negative int, got {cursor!r}")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(f"count must be a positive int, got {count!r}")
+        self._ensure_open(ReadFailed)
+        return await self._list_runtimes(cursor, count)
+
+    async def dump_runtime(self, runtime_id: LogicalRuntimeId | str) -> RawRuntime:
+        """Everything stored for a runtime, undecoded (for operators)."""
+        rid = runtime_key(runtime_id)
+        self._ensure_open(ReadFailed)
+        return await self._dump_runtime(rid)
+
     # ---- lifetime ----
 
     async def aclose(self) -> None:
@@ -381,6 +415,12 @@ class RuntimeStore(abc.ABC):
 
     @abc.abstractmethod
     async def _load_runtime_state(self, rid: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def _list_runtimes(self, cursor: int, count: int) -> tuple[int, list[str]]: ...
+
+    @abc.abstractmethod
+    async def _dump_runtime(self, rid: str) -> RawRuntime: ...
 
     async def _close(self) -> None:
         """Release resources; backends that hold none keep this."""

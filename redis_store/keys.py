@@ -9,6 +9,11 @@ runtime's hash tag)::
     ns:rt:{tag}:input_order  LIST    input ids in the order they were first stored
     ns:rt:{tag}:receipts     HASH    "<run_id>:<sequence>" -> receipt [v, {...}, sequence]
     ns:rt:{tag}:run_seqs     HASH    run_id -> largest receipt sequence of that run
+    ns:rt:{tag}:meta         HASH    layout -> key layout version (1);
+                                     last_commit -> receipt field of the newest
+                                     receipt commit_session_boundary minted
+
+Every write touches ``meta``, so scanning ``ns:rt:{*}:meta`` lists runtimes.
 
 Values are msgpack envelopes (see ``codec``). ``run_seqs`` makes minting the
 next sequence O(1) however many receipts a run has.
@@ -24,11 +29,18 @@ hash), each under the same tag so a script can check them before it writes.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
+from urllib.parse import unquote
 
 from .ids import LogicalRuntimeId
 
 _TAG_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def _glob_escape(text: str) -> str:
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
 def runtime_tag(runtime_id: str) -> str:
@@ -43,6 +55,7 @@ class RuntimeKeys(NamedTuple):
     input_order: str
     receipts: str
     run_seqs: str
+    meta: str
 
 
 def receipt_field(run_id: str, sequence: int) -> str:
@@ -80,4 +93,15 @@ class KeyLayout:
             input_order=base + "input_order",
             receipts=base + "receipts",
             run_seqs=base + "run_seqs",
+            meta=base + "meta",
         )
+
+    def meta_pattern(self) -> str:
+        """SCAN MATCH pattern of every runtime's meta key (glob characters in
+        the namespace escaped)."""
+        return f"{_glob_escape(self._runtime_prefix)}{{*}}:meta"
+
+    def runtime_of_meta(self, key: str) -> str:
+        """The runtime id a meta key belongs to."""
+        tag = key[len(self._runtime_prefix) + 1 : -len("}:meta")]
+        return unquote(tag)

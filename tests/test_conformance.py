@@ -412,3 +412,43 @@ async def test_closed_store_refuses_calls(backend):
         await store.persist_runtime_state("rt", RuntimeState.IDLE)
     with pytest.raises(WriteFailed, match="closed"):
         await store.persist_runtime_state("rt", RuntimeState.IDLE)
+
+
+# -- operating: listing and dumping runtimes ----------------------------------------
+
+async def test_list_runtimes_pages_through_every_runtime(store):
+    for rid in TRICKY_IDS:
+        await store.persist_runtime_state(rid, RuntimeState.IDLE)
+    with pytest.raises(WriteFailed):  # a refused write does not create a runtime
+        await store.commit_session_boundary("ghost", SessionDelta(b"{}"), RunId.new(), RunApplyBoundary.RUN_START, [], [])
+    seen, cursor, pages = [], 0, 0
+    while True:
+        cursor, page = await store.list_runtimes(cursor, count=4)
+        seen.extend(page)
+        pages += 1
+        if cursor == 0:
+            break
+    assert set(seen) == set(TRICKY_IDS)
+    assert pages >= 1
+    with pytest.raises(ValueError):
+        await store.list_runtimes(-1)
+    with pytest.raises(ValueError):
+        await store.list_runtimes(0, count=0)
+
+
+async def test_dump_runtime_shows_everything_stored(store):
+    run_id = RunId.new()
+    a, b = InputState.new_accepted(InputId.new()), InputState.new_accepted(InputId.new())
+    await store.persist_input_state("rt", b)
+    receipt = await commit(store, "rt", run_id, [a], turns=1)
+    await store.atomic_apply("rt", None, make_receipt(run_id, 4), [])
+    await store.persist_runtime_state("rt", RuntimeState.RUNNING)
+    raw = await store.dump_runtime("rt")
+    assert raw.input_order == [str(b.input_id), str(a.input_id)]
+    assert set(raw.inputs) == set(raw.input_order)
+    assert set(raw.receipts) == {f"{run_id}:0", f"{run_id}:4"}
+    assert raw.run_seqs == {str(run_id): "4"}
+    assert raw.meta == {"layout": "1", "last_commit": f"{run_id}:{receipt.sequence}"}
+    assert raw.state is not None and raw.snapshot is not None
+    empty = await store.dump_runtime("nothing-here")
+    assert (empty.inputs, empty.receipts, empty.meta, empty.state) == ({}, {}, {}, None)
