@@ -5,7 +5,8 @@
 -- KEYS[3] run_seqs     HASH    run_id -> largest sequence of that run
 -- KEYS[4] inputs       HASH    input_id -> input state envelope
 -- KEYS[5] input_order  LIST    input ids in first-stored order
--- KEYS[6] meta         HASH    layout version (see keys.py)
+-- KEYS[6] meta         HASH    layout version; snapshot_receipt is dropped when a
+--                              snapshot is written here (no minted receipt matches it)
 -- ARGV[1] run_id
 -- ARGV[2] sequence (decimal integer, 0 <= seq < 2^53)
 -- ARGV[3] receipt envelope (complete)
@@ -33,6 +34,7 @@ end
 -- All checks passed: write.
 if ARGV[4] ~= '' then
   redis.call('SET', KEYS[1], ARGV[4])
+  redis.call('HDEL', KEYS[6], 'snapshot_receipt')
 end
 redis.call('HSET', KEYS[2], field, ARGV[3])
 if not last or seq > last then

@@ -5,7 +5,8 @@
 -- KEYS[3] run_seqs     HASH    run_id -> largest sequence of that run
 -- KEYS[4] inputs       HASH    input_id -> input state envelope
 -- KEYS[5] input_order  LIST    input ids in first-stored order
--- KEYS[6] meta         HASH    layout version; last_commit = newest receipt field it minted
+-- KEYS[6] meta         HASH    layout version; snapshot_receipt = field of the
+--                              receipt minted with the snapshot now stored
 -- ARGV[1] run_id
 -- ARGV[2] snapshot envelope
 -- ARGV[3] receipt envelope without its final sequence slot
@@ -35,5 +36,5 @@ redis.call('HSET', KEYS[2], ARGV[1] .. ':' .. seq_text, ARGV[3] .. tail)
 redis.call('HSET', KEYS[3], ARGV[1], seq_text)
 upsert_inputs(KEYS[4], KEYS[5], 4, tail)
 mark_runtime(KEYS[6])
-redis.call('HSET', KEYS[6], 'last_commit', ARGV[1] .. ':' .. seq_text)
+redis.call('HSET', KEYS[6], 'snapshot_receipt', ARGV[1] .. ':' .. seq_text)
 return seq

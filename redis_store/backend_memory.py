@@ -17,7 +17,7 @@ from .errors import ReceiptConflict
 
 
 class _Runtime:
-    __slots__ = ("state", "snapshot", "inputs", "receipts", "run_seqs", "last_commit")
+    __slots__ = ("state", "snapshot", "inputs", "receipts", "run_seqs", "snapshot_receipt")
 
     def __init__(self) -> None:
         self.state: bytes | None = None
@@ -25,7 +25,7 @@ class _Runtime:
         self.inputs: dict[str, bytes] = {}  # dicts keep first-insertion order
         self.receipts: dict[tuple[str, int], bytes] = {}
         self.run_seqs: dict[str, int] = {}  # largest sequence per run: O(1) minting
-        self.last_commit: str | None = None  # receipt field commit_session_boundary minted last
+        self.snapshot_receipt: str | None = None  # receipt minted with the stored snapshot
 
     def upsert(self, inputs: EncodedInputs, suffix: bytes = b"") -> None:
         for input_id, value in inputs:
@@ -58,7 +58,7 @@ class InMemoryRuntimeStore(RuntimeStore):
             runtime.snapshot = snapshot
             runtime.receipts[(run_id, sequence)] = receipt_prefix + suffix
             runtime.run_seqs[run_id] = sequence
-            runtime.last_commit = receipt_field(run_id, sequence)
+            runtime.snapshot_receipt = receipt_field(run_id, sequence)
             runtime.upsert(inputs, suffix)
             return sequence
 
@@ -78,6 +78,7 @@ class InMemoryRuntimeStore(RuntimeStore):
             runtime = self._runtime(rid)
             if snapshot is not None:
                 runtime.snapshot = snapshot
+                runtime.snapshot_receipt = None
             runtime.receipts[(run_id, sequence)] = receipt
             if sequence > runtime.run_seqs.get(run_id, -1):
                 runtime.run_seqs[run_id] = sequence
@@ -128,8 +129,8 @@ class InMemoryRuntimeStore(RuntimeStore):
         with self._lock:
             runtime = self._runtimes.get(rid) or _Runtime()
             meta = {"layout": "1"} if rid in self._runtimes else {}
-            if runtime.last_commit is not None:
-                meta["last_commit"] = runtime.last_commit
+            if runtime.snapshot_receipt is not None:
+                meta["snapshot_receipt"] = runtime.snapshot_receipt
             return RawRuntime(
                 state=runtime.state,
                 snapshot=runtime.snapshot,

@@ -65,7 +65,7 @@ class RawRuntime:
     inputs: dict[str, bytes]  # input id -> envelope
     receipts: dict[str, bytes]  # "<run_id>:<sequence>" -> envelope
     run_seqs: dict[str, str]  # run id -> largest sequence, as stored
-    meta: dict[str, str]  # "layout", "last_commit"
+    meta: dict[str, str]  # "layout", "snapshot_receipt" (see keys.py)
 
 
 # -- argument checks ---------------------------------------------------------

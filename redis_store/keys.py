@@ -10,8 +10,9 @@ runtime's hash tag)::
     ns:rt:{tag}:receipts     HASH    "<run_id>:<sequence>" -> receipt [v, {...}, sequence]
     ns:rt:{tag}:run_seqs     HASH    run_id -> largest receipt sequence of that run
     ns:rt:{tag}:meta         HASH    layout -> key layout version (1);
-                                     last_commit -> receipt field of the newest
-                                     receipt commit_session_boundary minted
+                                     snapshot_receipt -> "<run_id>:<sequence>" of the
+                                     receipt minted with the stored snapshot (absent
+                                     when atomic_apply wrote the snapshot)
 
 Every write touches ``meta``, so scanning ``ns:rt:{*}:meta`` lists runtimes.
 

@@ -448,7 +448,9 @@ async def test_dump_runtime_shows_everything_stored(store):
     assert set(raw.inputs) == set(raw.input_order)
     assert set(raw.receipts) == {f"{run_id}:0", f"{run_id}:4"}
     assert raw.run_seqs == {str(run_id): "4"}
-    assert raw.meta == {"layout": "1", "last_commit": f"{run_id}:{receipt.sequence}"}
+    assert raw.meta == {"layout": "1", "snapshot_receipt": f"{run_id}:{receipt.sequence}"}
     assert raw.state is not None and raw.snapshot is not None
+    await store.atomic_apply("rt", delta(2), make_receipt(run_id, 5), [])
+    assert (await store.dump_runtime("rt")).meta == {"layout": "1"}  # snapshot no longer from a minted receipt
     empty = await store.dump_runtime("nothing-here")
     assert (empty.inputs, empty.receipts, empty.meta, empty.state) == ({}, {}, {}, None)
