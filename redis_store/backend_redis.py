@@ -207,3 +207,14 @@ class RedisRuntimeStore(RuntimeStore):
             run_seqs={run: value.decode() for run, value in text(run_seqs).items()},
             meta={key: value.decode() for key, value in text(meta).items()},
         )
+
+    async def memory_usage(self, runtime_id) -> int:
+        """Bytes Redis uses for everything of a runtime (MEMORY USAGE)."""
+        from .contract import runtime_key
+
+        k = self._keys.runtime(runtime_key(runtime_id))
+        pipe = self._client.pipeline(transaction=False)
+        for key in k:
+            pipe.memory_usage(key)
+        sizes = await self._read("memory_usage", pipe.execute())
+        return sum(size or 0 for size in sizes)

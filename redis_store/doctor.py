@@ -1,0 +1,138 @@
+"""``redis-store doctor``: is this Redis fit to hold control-plane state?
+
+Each finding has a level (ok, warn, fail), what was found, and advice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError, ResponseError
+
+from .scripts import SCRIPT_NAMES, sha1, source
+
+#: Commands the store sends (scripts call more inside, covered by EVALSHA).
+NEEDED = [
+    ["EVALSHA", "0" * 40, "0"],
+    ["SCRIPT", "LOAD", "return 1"],
+    ["GET", "k"],
+    ["HGET", "k", "f"],
+    ["HGETALL", "k"],
+    ["LRANGE", "k", "0", "-1"],
+    ["SCAN", "0"],
+    ["MULTI"],
+    ["EXEC"],
+]
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "ok" | "warn" | "fail"
+    topic: str
+    found: str
+    advice: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"level": self.level, "topic": self.topic, "found": self.found, "advice": self.advice}
+
+
+async def _config(client: Any, name: str) -> str | None:
+    try:
+        value = await client.config_get(name)
+    except ResponseError:
+        return None  # CONFIG is often denied to application users
+    raw = value.get(name) if isinstance(value, dict) else None
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+async def diagnose(client: Any) -> list[Finding]:
+    findings: list[Finding] = []
+    try:
+        server = await client.info("server")
+    except RedisError as exc:
+        return [Finding("fail", "connection", f"{type(exc).__name__}: {exc}", "check the URL, credentials and that the server is up")]
+    version = server.get("valkey_version") or server.get("redis_version")
+    product = "Valkey" if "valkey_version" in server else "Redis"
+    major = int(str(version).split(".")[0]) if version else 0
+    findings.append(Finding(
+        "ok" if major >= 6 else "warn", "server",
+        f"{product} {version}, {server.get('redis_mode', 'standalone')} mode",
+        "" if major >= 6 else "Redis 6.2 or newer is recommended",
+    ))
+    findings.append(await _persistence(client))
+    findings.append(await _eviction(client))
+    findings.extend(await _scripts(client))
+    findings.append(await _permissions(client))
+    return findings
+
+
+async def _persistence(client: Any) -> Finding:
+    info = await client.info("persistence")
+    aof = str(info.get("aof_enabled")) == "1"
+    save = await _config(client, "save")
+    fsync = await _config(client, "appendfsync")
+    if aof:
+        if fsync == "no":
+            return Finding("warn", "persistence", "AOF on with appendfsync no",
+                           "set appendfsync everysec (or always): with 'no' the OS decides when commits reach disk")
+        return Finding("ok", "persistence", f"AOF on, appendfsync {fsync or 'unknown'}"
+                       + ("" if fsync else " (CONFIG GET denied)"))
+    if save:
+        return Finding("warn", "persistence", f"RDB snapshots only (save {save!r})",
+                       "commits since the last snapshot are lost on restart: enable appendonly yes with appendfsync everysec")
+    if save is None:
+        return Finding("warn", "persistence", "AOF off; RDB settings unreadable (CONFIG GET denied)",
+                       "ask the operator whether RDB snapshots are configured; appendonly yes is advised")
+    return Finding("fail", "persistence", "no AOF and no RDB snapshots: nothing survives a restart",
+                   "enable appendonly yes with appendfsync everysec")
+
+
+async def _eviction(client: Any) -> Finding:
+    policy = await _config(client, "maxmemory-policy")
+    if policy is None:
+        return Finding("warn", "eviction", "maxmemory-policy unreadable (CONFIG GET denied)",
+                       "make sure it is noeviction: any other policy may silently delete runtime state")
+    if policy != "noeviction":
+        return Finding("fail", "eviction", f"maxmemory-policy {policy}",
+                       "set maxmemory-policy noeviction: this policy may silently delete runtime state under memory pressure")
+    return Finding("ok", "eviction", "maxmemory-policy noeviction")
+
+
+async def _scripts(client: Any) -> list[Finding]:
+    findings = []
+    for name in SCRIPT_NAMES:
+        try:
+            loaded = await client.script_load(source(name))
+        except RedisError as exc:
+            findings.append(Finding("fail", "scripts", f"{name}.lua does not load: {exc}",
+                                    "the user needs EVALSHA and SCRIPT LOAD, and scripting must be enabled"))
+            continue
+        loaded = loaded.decode() if isinstance(loaded, bytes) else loaded
+        if loaded != sha1(name):
+            findings.append(Finding("fail", "scripts", f"{name}.lua loaded as {loaded}, expected {sha1(name)}",
+                                    "the server computed another SHA1: report this as a bug"))
+    if not findings:
+        findings.append(Finding("ok", "scripts", f"all {len(SCRIPT_NAMES)} scripts load"))
+    return findings
+
+
+async def _permissions(client: Any) -> Finding:
+    try:
+        user = await client.acl_whoami()
+    except ResponseError:
+        return Finding("ok", "permissions", "server without ACLs (before Redis 6): the connection may do everything")
+    user = user.decode() if isinstance(user, bytes) else user
+    denied = []
+    for command in NEEDED:
+        try:
+            verdict = await client.execute_command("ACL", "DRYRUN", user, *command)
+        except ResponseError:  # NOPERM for ACL DRYRUN itself
+            return Finding("warn", "permissions", f"connected as {user!r}; ACL DRYRUN is not allowed, so the rights were not checked",
+                           "grant the user +@read +@write +@scripting +@transaction +scan on the namespace's keys")
+        if (verdict.decode() if isinstance(verdict, bytes) else verdict) != "OK":  # a reply naming the denial
+            denied.append(" ".join(command[:2]) if command[0] == "SCRIPT" else command[0])
+    if denied:
+        return Finding("fail", "permissions", f"user {user!r} may not run: {', '.join(denied)}",
+                       "grant those commands (e.g. +@scripting +@read +@write +@transaction) on the namespace's keys")
+    return Finding("ok", "permissions", f"user {user!r} may run every command the store needs")

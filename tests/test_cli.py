@@ -1,0 +1,152 @@
+"""The redis-store command: simulate (on memory, on a private server, across
+processes), runtimes, inspect, check (each invariant) and doctor, against
+real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import msgpack
+import pytest
+import redis
+
+from redis_store import InputId, InputState, RunId, open_store
+from redis_store.cli import main
+from redis_store.keys import KeyLayout
+from servers import ServerProcess
+from sessions import session_json
+from test_conformance import commit
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_simulate_on_memory_reports_a_clean_check(capsys):
+    code, out = run_cli(capsys, "simulate", "--url", "memory://", "--runtimes", "5", "--turns", "3", "--workers", "3", "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["ok"]
+    assert summary["commits"] == 5 * 3 * 2
+    assert summary["violations"] == [] and summary["errors"] == []
+    assert set(summary["operations"]) >= {"commit_session_boundary", "atomic_lifecycle_commit", "persist_input_state"}
+    assert summary["operations"]["commit_session_boundary"]["p99_ms"] >= summary["operations"]["commit_session_boundary"]["p50_ms"]
+
+
+def test_simulate_without_url_uses_a_private_server_and_several_processes(redis_server, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_STORE_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "redis_store", "simulate", "--runtimes", "6", "--turns", "2", "--workers", "4", "--processes", "2"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "private server" in result.stderr
+    assert "progress:" in result.stderr  # plain progress lines without a terminal
+    assert "check: clean (6 runtimes verified)" in result.stdout
+    assert "commits/s" in result.stdout
+
+
+def test_simulate_refuses_memory_across_processes(capsys):
+    with pytest.raises(SystemExit, match="one process"):
+        main(["simulate", "--url", "memory://", "--processes", "2"])
+
+
+@pytest.fixture
+def seeded(redis_server):
+    """A namespace with two healthy runtimes on the real server."""
+    url = f"{redis_server.url}?namespace=cli{os.getpid()}{id(redis_server) % 1000}"
+
+    async def seed():
+        async with open_store(url) as store:
+            for rid in ("alpha", "beta{1}"):
+                await store.persist_input_state(rid, InputState.new_accepted(InputId.new()))
+                await commit(store, rid, RunId.new(), [InputState.new_accepted(InputId.new())], turns=2)
+        return url
+
+    url = asyncio.run(seed())
+    yield url
+    client = redis.Redis.from_url(url.split("?")[0])
+    for key in client.scan_iter(match=KeyLayout(url.split("namespace=")[1]).meta_pattern()[: -len("{*}:meta")] + "*"):
+        client.delete(key)
+    client.close()
+
+
+def test_runtimes_inspect_and_check_on_a_real_server(capsys, seeded):
+    code, out = run_cli(capsys, "runtimes", seeded, "--all", "--json")
+    assert code == 0 and sorted(json.loads(out)["runtimes"]) == ["alpha", "beta{1}"]
+    code, out = run_cli(capsys, "inspect", seeded, "beta{1}")
+    assert code == 0
+    assert "digest matches" in out and "receipts (1 in 1 runs)" in out and "inputs (2)" in out
+    code, out = run_cli(capsys, "inspect", seeded, "alpha", "--json")
+    report = json.loads(out)
+    assert report["snapshot_digest_matches"] is True and report["stored_bytes"] > 0
+    assert [i["last_boundary_sequence"] for i in report["inputs"]] == [None, 0]
+    code, out = run_cli(capsys, "check", seeded)
+    assert code == 0 and "checked 2 runtimes: 0 violations" in out
+
+
+def _corrupt(url: str, how) -> None:
+    namespace = url.split("namespace=")[1]
+    client = redis.Redis.from_url(url.split("?")[0])
+    how(client, KeyLayout(namespace).runtime("alpha"))
+    client.close()
+
+
+@pytest.mark.parametrize(
+    "invariant, damage",
+    [
+        ("decodes", lambda c, k: c.set(k.state, b"\xc1")),
+        ("decodes", lambda c, k: c.set(k.snapshot, msgpack.packb([7, b"{}"]))),
+        ("sequence-counter", lambda c, k: c.hset(k.run_seqs, next(iter(c.hkeys(k.run_seqs))), b"9")),
+        ("input-order", lambda c, k: c.rpush(k.input_order, b"019a2b3c-0000-7000-8000-000000000009")),
+        ("input-stamp", lambda c, k: c.delete(k.receipts)),
+        ("snapshot-digest", lambda c, k: c.set(k.snapshot, msgpack.packb([1, session_json(3)]))),
+    ],
+)
+def test_check_reports_each_violation_precisely(capsys, seeded, invariant, damage):
+    _corrupt(seeded, damage)
+    code, out = run_cli(capsys, "check", seeded, "--json")
+    report = json.loads(out)
+    assert code == 1
+    assert {v["runtime"] for v in report["violations"]} == {"alpha"}  # beta{1} stays clean
+    assert invariant in {v["invariant"] for v in report["violations"]}
+    code, out = run_cli(capsys, "check", seeded, "--runtime", "beta{1}")
+    assert code == 0
+
+
+def test_doctor_on_an_unsafe_and_a_safe_server(capsys, redis_server):
+    code, out = run_cli(capsys, "doctor", redis_server.url)
+    assert code == 1  # the test server keeps nothing on disk
+    assert "[FAIL] persistence" in out and "appendonly yes" in out
+    assert "all 4 scripts load" in out
+    safe = ServerProcess(redis_server.binary, "--appendonly", "yes", "--maxmemory-policy", "noeviction").start()
+    try:
+        code, out = run_cli(capsys, "doctor", safe.url, "--json")
+        findings = {f["topic"]: f for f in json.loads(out)["findings"]}
+        assert code == 0, out
+        assert findings["persistence"]["level"] == "ok" and findings["eviction"]["level"] == "ok"
+        admin = redis.Redis(port=safe.port)
+        admin.config_set("maxmemory-policy", "allkeys-lru")
+        admin.acl_setuser("app", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-scan", "-script"])
+        admin.acl_setuser("limited", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@read", "+info", "+acl|whoami", "+script|load", "+config|get"])
+        admin.close()
+        code, out = run_cli(capsys, "doctor", f"redis://app:pw@127.0.0.1:{safe.port}/0")
+        assert code == 1 and "pw@" not in out
+        assert "[FAIL] eviction: maxmemory-policy allkeys-lru" in out
+        assert "may not run: SCRIPT LOAD, SCAN" in out
+        code, out = run_cli(capsys, "doctor", f"redis://limited:pw@127.0.0.1:{safe.port}/0")
+        assert "ACL DRYRUN is not allowed" in out
+    finally:
+        safe.stop()
+
+
+def test_unreachable_url_is_a_clean_error(capsys):
+    from servers import free_port
+
+    code = main(["check", f"redis://127.0.0.1:{free_port()}/0"])
+    assert code == 2
+    assert "redis-store check:" in capsys.readouterr().err
