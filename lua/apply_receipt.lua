@@ -5,22 +5,42 @@
 -- KEYS[3] run_seqs     HASH    run_id -> largest sequence of that run
 -- KEYS[4] inputs       HASH    input_id -> input state envelope
 -- KEYS[5] input_order  LIST    input ids in first-stored order
--- KEYS[6] meta         HASH    layout version; snapshot_receipt is dropped when a
---                              snapshot is written here (no minted receipt matches it)
+-- KEYS[6] meta         HASH    layout version, fencing epoch; snapshot_receipt is
+--                              dropped when a snapshot is written here
+-- KEYS[7] lease        HASH    owner, token of the live lease (expires)
+-- KEYS[8] commits      HASH    commit_id -> "<fingerprint> <sequence>"
+-- KEYS[9] commit_log   ZSET    commit_id scored by server time (ms) committed
 -- ARGV[1] run_id
 -- ARGV[2] sequence (decimal integer, 0 <= seq < 2^53)
 -- ARGV[3] receipt envelope (complete)
 -- ARGV[4] snapshot envelope, or "" to leave the snapshot as it is
--- ARGV[5..] pairs: input_id, input state envelope (complete)
--- Reply: 1. Errors, raised before any write: BAD_ARGS, WRONGTYPE, RECEIPT_CONFLICT, CORRUPT.
+-- ARGV[5] lease token, or "" for a write without a lease
+-- ARGV[6] commit id, or "" for none
+-- ARGV[7] fingerprint of this commit's content (with a commit id)
+-- ARGV[8] how long commit ids are kept, ms
+-- ARGV[9..] pairs: input_id, input state envelope (complete)
+-- Reply: {sequence, 1 if the commit id had already applied it (nothing
+-- written) else 0}. Errors, raised before any write: BAD_ARGS, WRONGTYPE,
+-- COMMIT_ID_REUSED, FENCED_OUT, RECEIPT_CONFLICT, CORRUPT.
 
-local failed = common_checks(5, {'string', 'hash', 'hash', 'hash', 'list', 'hash'})
+local failed = common_checks(9, {'string', 'hash', 'hash', 'hash', 'list', 'hash', 'hash', 'hash', 'zset'})
 if failed then
   return redis.error_reply(failed)
 end
 local seq = tonumber(ARGV[2])
 if not seq or seq < 0 or seq > MAX_SEQUENCE or seq ~= math.floor(seq) then
   return redis.error_reply('BAD_ARGS sequence must be an integer in [0, 2^53)')
+end
+local earlier, reused = earlier_commit(KEYS[8], KEYS[9], ARGV[6], ARGV[7], tonumber(ARGV[8]))
+if reused then
+  return redis.error_reply(reused)
+end
+if earlier then
+  return {earlier, 1}
+end
+local fenced = fence_error(KEYS[6], KEYS[7], ARGV[5])
+if fenced then
+  return redis.error_reply(fenced)
 end
 local field = ARGV[1] .. ':' .. int_text(seq)
 if redis.call('HEXISTS', KEYS[2], field) == 1 then
@@ -40,6 +60,7 @@ redis.call('HSET', KEYS[2], field, ARGV[3])
 if not last or seq > last then
   redis.call('HSET', KEYS[3], ARGV[1], int_text(seq))
 end
-upsert_inputs(KEYS[4], KEYS[5], 5, '')
+upsert_inputs(KEYS[4], KEYS[5], 9, '')
 mark_runtime(KEYS[6])
-return 1
+remember_commit(KEYS[8], KEYS[9], ARGV[6], ARGV[7], seq, tonumber(ARGV[8]))
+return {seq, 0}

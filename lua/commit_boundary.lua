@@ -5,19 +5,38 @@
 -- KEYS[3] run_seqs     HASH    run_id -> largest sequence of that run
 -- KEYS[4] inputs       HASH    input_id -> input state envelope
 -- KEYS[5] input_order  LIST    input ids in first-stored order
--- KEYS[6] meta         HASH    layout version; snapshot_receipt = field of the
---                              receipt minted with the snapshot now stored
+-- KEYS[6] meta         HASH    layout version, fencing epoch; snapshot_receipt =
+--                              field of the receipt minted with the stored snapshot
+-- KEYS[7] lease        HASH    owner, token of the live lease (expires)
+-- KEYS[8] commits      HASH    commit_id -> "<fingerprint> <sequence>"
+-- KEYS[9] commit_log   ZSET    commit_id scored by server time (ms) committed
 -- ARGV[1] run_id
 -- ARGV[2] snapshot envelope
 -- ARGV[3] receipt envelope without its final sequence slot
--- ARGV[4..] pairs: input_id, input state envelope without its final
+-- ARGV[4] lease token, or "" for a write without a lease
+-- ARGV[5] commit id, or "" for none
+-- ARGV[6] fingerprint of this commit's content (with a commit id)
+-- ARGV[7] how long commit ids are kept, ms
+-- ARGV[8..] pairs: input_id, input state envelope without its final
 --           last_boundary_sequence slot (last_run_id already stamped)
--- Reply: the minted sequence (integer). Errors, raised before any write:
---   BAD_ARGS, WRONGTYPE, CORRUPT (run_seqs entry not a sequence), SEQUENCE_EXHAUSTED.
+-- Reply: {sequence, 1 if the commit id had already committed it (nothing
+-- written) else 0}. Errors, raised before any write: BAD_ARGS, WRONGTYPE,
+-- COMMIT_ID_REUSED, FENCED_OUT, CORRUPT (run_seqs entry), SEQUENCE_EXHAUSTED.
 
-local failed = common_checks(4, {'string', 'hash', 'hash', 'hash', 'list', 'hash'})
+local failed = common_checks(8, {'string', 'hash', 'hash', 'hash', 'list', 'hash', 'hash', 'hash', 'zset'})
 if failed then
   return redis.error_reply(failed)
+end
+local earlier, reused = earlier_commit(KEYS[8], KEYS[9], ARGV[5], ARGV[6], tonumber(ARGV[7]))
+if reused then
+  return redis.error_reply(reused)
+end
+if earlier then
+  return {earlier, 1}
+end
+local fenced = fence_error(KEYS[6], KEYS[7], ARGV[4])
+if fenced then
+  return redis.error_reply(fenced)
 end
 local last, corrupt = stored_sequence(KEYS[3], ARGV[1])
 if corrupt then
@@ -34,7 +53,8 @@ local tail = u64(seq)
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1] .. ':' .. seq_text, ARGV[3] .. tail)
 redis.call('HSET', KEYS[3], ARGV[1], seq_text)
-upsert_inputs(KEYS[4], KEYS[5], 4, tail)
+upsert_inputs(KEYS[4], KEYS[5], 8, tail)
 mark_runtime(KEYS[6])
 redis.call('HSET', KEYS[6], 'snapshot_receipt', ARGV[1] .. ':' .. seq_text)
-return seq
+remember_commit(KEYS[8], KEYS[9], ARGV[5], ARGV[6], seq, tonumber(ARGV[7]))
+return {seq, 0}

@@ -78,3 +78,61 @@ end
 local function mark_runtime(meta_key)
   redis.call('HSETNX', meta_key, 'layout', LAYOUT_VERSION)
 end
+
+-- Fencing: a write carrying a lease token ('' = no lease) goes through only
+-- while that token is the live lease's and the runtime's current epoch.
+-- Expired or revoked leases fail here, before any write.
+local function fence_error(meta_key, lease_key, token)
+  if token == '' then
+    return nil
+  end
+  local held = redis.call('HGET', lease_key, 'token')
+  local epoch = redis.call('HGET', meta_key, 'epoch')
+  if held ~= token or epoch ~= token then
+    return 'FENCED_OUT lease token ' .. token .. ' is not current (epoch ' .. tostring(epoch) .. ')'
+  end
+  return nil
+end
+
+-- Milliseconds on the server's clock.
+local function now_ms()
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+
+-- Idempotent commits: the sequence a commit id committed within the last
+-- retention_ms (nil if none), or an error text when the id was used for a
+-- different commit. An id older than the retention counts as new.
+local function earlier_commit(commits_key, log_key, commit_id, fingerprint, retention_ms)
+  if commit_id == '' then
+    return nil, nil
+  end
+  local earlier = redis.call('HGET', commits_key, commit_id)
+  local at = redis.call('ZSCORE', log_key, commit_id)
+  if not earlier or not at or now_ms() - tonumber(at) >= retention_ms then
+    return nil, nil
+  end
+  local space = string.find(earlier, ' ', 1, true)
+  if not space or string.sub(earlier, 1, space - 1) ~= fingerprint then
+    return nil, 'COMMIT_ID_REUSED ' .. commit_id .. ' was used for a different commit'
+  end
+  return tonumber(string.sub(earlier, space + 1)), nil
+end
+
+-- Remember a commit id for retention_ms (server clock), and forget a few
+-- expired ones: bounded work per commit.
+local function remember_commit(commits_key, log_key, commit_id, fingerprint, seq, retention_ms)
+  if commit_id == '' then
+    return
+  end
+  local now = now_ms()
+  redis.call('HSET', commits_key, commit_id, fingerprint .. ' ' .. int_text(seq))
+  redis.call('ZADD', log_key, now, commit_id)
+  local expired = redis.call('ZRANGEBYSCORE', log_key, '-inf', now - retention_ms, 'LIMIT', 0, 16)
+  if #expired > 0 then
+    redis.call('HDEL', commits_key, unpack(expired))
+    redis.call('ZREM', log_key, unpack(expired))
+  end
+  redis.call('PEXPIRE', commits_key, retention_ms)
+  redis.call('PEXPIRE', log_key, retention_ms)
+end

@@ -2,22 +2,40 @@
 single-process use. Nothing survives the process.
 
 It holds the same encoded values the Redis backend stores, so both decode
-through one path and behave identically. Each primitive runs under one lock
-and awaits nothing inside it, so every call is atomic, also across threads.
+through one path and behave identically, leases and commit ids included
+(lease time runs on this process's monotonic clock). Each primitive runs
+under one lock and awaits nothing inside it, so every call is atomic, also
+across threads.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 from .codec import seq_suffix
+from .contract import (
+    DEFAULT_COMMIT_ID_TTL,
+    MAX_SEQUENCE,
+    CommitTag,
+    EncodedInputs,
+    RawRuntime,
+    RuntimeStore,
+    sequence_exhausted,
+)
+from .errors import CommitIdReused, FencedOut, LeaseHeld, ReceiptConflict
 from .keys import receipt_field
-from .contract import MAX_SEQUENCE, EncodedInputs, RawRuntime, RuntimeStore, sequence_exhausted
-from .errors import ReceiptConflict
+
+
+def _now_ms() -> float:
+    return time.monotonic() * 1000
 
 
 class _Runtime:
-    __slots__ = ("state", "snapshot", "inputs", "receipts", "run_seqs", "snapshot_receipt")
+    __slots__ = (
+        "state", "snapshot", "inputs", "receipts", "run_seqs", "snapshot_receipt",
+        "epoch", "lease", "commits",
+    )
 
     def __init__(self) -> None:
         self.state: bytes | None = None
@@ -26,14 +44,48 @@ class _Runtime:
         self.receipts: dict[tuple[str, int], bytes] = {}
         self.run_seqs: dict[str, int] = {}  # largest sequence per run: O(1) minting
         self.snapshot_receipt: str | None = None  # receipt minted with the stored snapshot
+        self.epoch = 0  # fencing epoch: never goes back
+        self.lease: tuple[str, int, float] | None = None  # owner, token, expiry (ms, monotonic)
+        self.commits: dict[str, tuple[str, int, float]] = {}  # commit id -> fingerprint, sequence, time
 
     def upsert(self, inputs: EncodedInputs, suffix: bytes = b"") -> None:
         for input_id, value in inputs:
             self.inputs[input_id] = value + suffix
 
+    def live_lease(self) -> tuple[str, int, float] | None:
+        if self.lease is not None and self.lease[2] <= _now_ms():
+            self.lease = None
+        return self.lease
+
+    def check_fence(self, fence: str) -> None:
+        if not fence:
+            return
+        lease = self.live_lease()
+        if lease is None or str(lease[1]) != fence or str(self.epoch) != fence:
+            raise FencedOut(f"lease token {fence} is not current (epoch {self.epoch}); another worker may own the runtime now")
+
+    def earlier_commit(self, commit: CommitTag | None, retention_ms: int) -> int | None:
+        if commit is None:
+            return None
+        earlier = self.commits.get(commit.commit_id)
+        if earlier is None or _now_ms() - earlier[2] >= retention_ms:
+            return None  # an id older than the retention counts as new
+        if earlier[0] != commit.fingerprint:
+            raise CommitIdReused(f"commit id {commit.commit_id} was used for a different commit")
+        return earlier[1]
+
+    def remember(self, commit: CommitTag | None, sequence: int, retention_ms: int) -> None:
+        if commit is None:
+            return
+        now = _now_ms()
+        self.commits[commit.commit_id] = (commit.fingerprint, sequence, now)
+        for commit_id in [c for c, (_, _, at) in self.commits.items() if at <= now - retention_ms][:16]:
+            del self.commits[commit_id]
+
 
 class InMemoryRuntimeStore(RuntimeStore):
-    def __init__(self) -> None:
+    def __init__(self, *, commit_id_ttl: float = DEFAULT_COMMIT_ID_TTL) -> None:
+        self._set_commit_id_ttl(commit_id_ttl)
         self._lock = threading.Lock()
         self._runtimes: dict[str, _Runtime] = {}
 
@@ -47,19 +99,33 @@ class InMemoryRuntimeStore(RuntimeStore):
         return runtime
 
     async def _commit_boundary(
-        self, rid: str, run_id: str, snapshot: bytes, receipt_prefix: bytes, inputs: EncodedInputs
+        self,
+        rid: str,
+        run_id: str,
+        snapshot: bytes,
+        receipt_prefix: bytes,
+        inputs: EncodedInputs,
+        fence: str,
+        commit: CommitTag | None,
     ) -> int:
         with self._lock:
-            runtime = self._runtime(rid)
-            sequence = runtime.run_seqs.get(run_id, -1) + 1
+            existing = self._runtimes.get(rid) or _Runtime()
+            earlier = existing.earlier_commit(commit, self.commit_id_ttl_ms)
+            if earlier is not None:
+                return earlier
+            existing.check_fence(fence)
+            sequence = existing.run_seqs.get(run_id, -1) + 1
             if sequence > MAX_SEQUENCE:
                 raise sequence_exhausted(run_id)
+            # All checks passed: write.
+            runtime = self._runtime(rid)
             suffix = seq_suffix(sequence)
             runtime.snapshot = snapshot
             runtime.receipts[(run_id, sequence)] = receipt_prefix + suffix
             runtime.run_seqs[run_id] = sequence
             runtime.snapshot_receipt = receipt_field(run_id, sequence)
             runtime.upsert(inputs, suffix)
+            runtime.remember(commit, sequence, self.commit_id_ttl_ms)
             return sequence
 
     async def _apply(
@@ -70,11 +136,17 @@ class InMemoryRuntimeStore(RuntimeStore):
         snapshot: bytes | None,
         receipt: bytes,
         inputs: EncodedInputs,
+        fence: str,
+        commit: CommitTag | None,
     ) -> None:
         with self._lock:
-            existing = self._runtimes.get(rid)
-            if existing is not None and (run_id, sequence) in existing.receipts:
+            existing = self._runtimes.get(rid) or _Runtime()
+            if existing.earlier_commit(commit, self.commit_id_ttl_ms) is not None:
+                return
+            existing.check_fence(fence)
+            if (run_id, sequence) in existing.receipts:
                 raise ReceiptConflict(run_id, sequence)
+            # All checks passed: write.
             runtime = self._runtime(rid)
             if snapshot is not None:
                 runtime.snapshot = snapshot
@@ -83,13 +155,61 @@ class InMemoryRuntimeStore(RuntimeStore):
             if sequence > runtime.run_seqs.get(run_id, -1):
                 runtime.run_seqs[run_id] = sequence
             runtime.upsert(inputs)
+            runtime.remember(commit, sequence, self.commit_id_ttl_ms)
 
-    async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs) -> None:
+    async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs, fence: str) -> None:
         with self._lock:
+            (self._runtimes.get(rid) or _Runtime()).check_fence(fence)
             runtime = self._runtime(rid)
             if state is not None:
                 runtime.state = state
             runtime.upsert(inputs)
+
+    # -- leases --
+
+    async def _lease_acquire(self, rid: str, owner: str, ttl_ms: int, steal: bool) -> tuple[int, int]:
+        with self._lock:
+            runtime = self._runtime(rid)
+            lease = runtime.live_lease()
+            if lease is not None and lease[0] != owner and not steal:
+                raise LeaseHeld(rid, lease[0], int(lease[2] - _now_ms()))
+            if lease is not None and lease[0] == owner and not steal:
+                token = lease[1]
+            else:
+                runtime.epoch += 1
+                token = runtime.epoch
+            runtime.lease = (owner, token, _now_ms() + ttl_ms)
+            return token, ttl_ms
+
+    async def _lease_renew(self, rid: str, token: str, ttl_ms: int) -> None:
+        with self._lock:
+            runtime = self._runtimes.get(rid)
+            lease = runtime.live_lease() if runtime else None
+            if lease is None or str(lease[1]) != token:
+                raise FencedOut(f"lease token {token} expired or was taken over")
+            runtime.lease = (lease[0], lease[1], _now_ms() + ttl_ms)
+
+    async def _lease_release(self, rid: str, token: str) -> bool:
+        with self._lock:
+            runtime = self._runtimes.get(rid)
+            lease = runtime.live_lease() if runtime else None
+            if lease is None or str(lease[1]) != token:
+                return False
+            runtime.lease = None
+            return True
+
+    async def _lease_revoke(self, rid: str) -> int:
+        with self._lock:
+            runtime = self._runtime(rid)
+            runtime.epoch += 1
+            runtime.lease = None
+            return runtime.epoch
+
+    async def _lease_read(self, rid: str) -> tuple[str, int, int] | None:
+        with self._lock:
+            runtime = self._runtimes.get(rid)
+            lease = runtime.live_lease() if runtime else None
+            return None if lease is None else (lease[0], lease[1], int(lease[2] - _now_ms()))
 
     # Reads take the lock too: a dict must not be iterated while another
     # thread resizes it.
@@ -129,6 +249,8 @@ class InMemoryRuntimeStore(RuntimeStore):
         with self._lock:
             runtime = self._runtimes.get(rid) or _Runtime()
             meta = {"layout": "1"} if rid in self._runtimes else {}
+            if runtime.epoch:
+                meta["epoch"] = str(runtime.epoch)
             if runtime.snapshot_receipt is not None:
                 meta["snapshot_receipt"] = runtime.snapshot_receipt
             return RawRuntime(

@@ -17,8 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .contract import EncodedInputs, RawRuntime, RuntimeStore, sequence_exhausted
-from .errors import InternalError, ReadFailed, ReceiptConflict, WriteFailed
+from .contract import DEFAULT_COMMIT_ID_TTL, CommitTag, EncodedInputs, RawRuntime, RuntimeStore, sequence_exhausted
+from .errors import CommitIdReused, FencedOut, InternalError, LeaseHeld, ReadFailed, ReceiptConflict, WriteFailed
 from .keys import KeyLayout, receipt_field
 from .scripts import Scripts
 from .urls import has_credentials, redact
@@ -43,7 +43,14 @@ class RedisRuntimeStore(RuntimeStore):
     """Over a ``redis.asyncio`` client (fakeredis's async client included).
     The client must not decode responses: stored values are binary."""
 
-    def __init__(self, client: Any, namespace: str = "meerkat", *, close_client: bool = False) -> None:
+    def __init__(
+        self,
+        client: Any,
+        namespace: str = "meerkat",
+        *,
+        close_client: bool = False,
+        commit_id_ttl: float = DEFAULT_COMMIT_ID_TTL,
+    ) -> None:
         pool = getattr(client, "connection_pool", None)
         if getattr(pool, "connection_kwargs", {}).get("decode_responses"):
             raise ValueError(
@@ -51,13 +58,16 @@ class RedisRuntimeStore(RuntimeStore):
                 "stored values are binary msgpack"
             )
         self._keys = KeyLayout(namespace)
+        self._set_commit_id_ttl(commit_id_ttl)
         self._client = client
         self._scripts = Scripts(client)
         self._close_client = close_client
         self._where = _describe(client)
 
     @classmethod
-    def from_url(cls, url: str, namespace: str = "meerkat", **client_options: Any) -> "RedisRuntimeStore":
+    def from_url(
+        cls, url: str, namespace: str = "meerkat", *, commit_id_ttl: float = DEFAULT_COMMIT_ID_TTL, **client_options: Any
+    ) -> "RedisRuntimeStore":
         """Open a client for ``url`` (redis://, rediss://, unix://) that this
         store owns and closes in ``aclose``."""
         client_options["decode_responses"] = False
@@ -67,7 +77,7 @@ class RedisRuntimeStore(RuntimeStore):
             # redis-py's message may quote part of a mis-encoded password.
             reason = "check its form; percent-encode special characters in the password" if has_credentials(url) else str(exc)
             raise ValueError(f"cannot use Redis URL {redact(url)!r}: {reason}") from None
-        store = cls(client, namespace, close_client=True)
+        store = cls(client, namespace, close_client=True, commit_id_ttl=commit_id_ttl)
         store._where = redact(url)
         return store
 
@@ -84,11 +94,11 @@ class RedisRuntimeStore(RuntimeStore):
 
     # -- running commands, with errors mapped --
 
-    async def _write(self, operation: str, script, keys: list, args: list):
+    async def _write(self, operation: str, script, keys: list, args: list, rid: str = ""):
         try:
             return await script(keys=keys, args=args, client=self._client)
         except ResponseError as exc:
-            raise self._script_error(operation, exc) from exc
+            raise self._script_error(operation, exc, rid) from exc
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise WriteFailed(
                 f"{operation} on {self._where}: {type(exc).__name__}: {exc}. The outcome is "
@@ -98,8 +108,15 @@ class RedisRuntimeStore(RuntimeStore):
         except RedisError as exc:
             raise WriteFailed(f"{operation} on {self._where}: {type(exc).__name__}: {exc}") from exc
 
-    def _script_error(self, operation: str, exc: ResponseError) -> Exception:
+    def _script_error(self, operation: str, exc: ResponseError, rid: str) -> Exception:
         code, _, detail = str(exc).partition(" ")
+        if code == "FENCED_OUT":
+            return FencedOut(f"{operation}: {detail}; another worker may own the runtime now")
+        if code == "COMMIT_ID_REUSED":
+            return CommitIdReused(f"{operation}: commit id {detail}")
+        if code == "LEASE_HELD":
+            remaining, _, holder = detail.partition(" ")
+            return LeaseHeld(rid, holder, int(remaining))
         if code == "RECEIPT_CONFLICT":
             run_id, _, sequence = detail.rpartition(":")
             return ReceiptConflict(run_id, int(sequence))
@@ -117,16 +134,29 @@ class RedisRuntimeStore(RuntimeStore):
 
     # -- primitives --
 
+    def _commit_args(self, fence: str, commit: CommitTag | None) -> list:
+        if commit is None:
+            return [fence, "", "", self.commit_id_ttl_ms]
+        return [fence, commit.commit_id, commit.fingerprint, self.commit_id_ttl_ms]
+
     async def _commit_boundary(
-        self, rid: str, run_id: str, snapshot: bytes, receipt_prefix: bytes, inputs: EncodedInputs
+        self,
+        rid: str,
+        run_id: str,
+        snapshot: bytes,
+        receipt_prefix: bytes,
+        inputs: EncodedInputs,
+        fence: str,
+        commit: CommitTag | None,
     ) -> int:
         k = self._keys.runtime(rid)
-        return await self._write(
+        sequence, _replayed = await self._write(
             "commit_session_boundary",
             self._scripts.commit_boundary,
-            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta],
-            [run_id, snapshot, receipt_prefix, *_flat(inputs)],
+            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log],
+            [run_id, snapshot, receipt_prefix, *self._commit_args(fence, commit), *_flat(inputs)],
         )
+        return sequence
 
     async def _apply(
         self,
@@ -136,23 +166,53 @@ class RedisRuntimeStore(RuntimeStore):
         snapshot: bytes | None,
         receipt: bytes,
         inputs: EncodedInputs,
+        fence: str,
+        commit: CommitTag | None,
     ) -> None:
         k = self._keys.runtime(rid)
         await self._write(
             "atomic_apply",
             self._scripts.apply_receipt,
-            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta],
-            [run_id, sequence, receipt, b"" if snapshot is None else snapshot, *_flat(inputs)],
+            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log],
+            [run_id, sequence, receipt, b"" if snapshot is None else snapshot, *self._commit_args(fence, commit), *_flat(inputs)],
         )
 
-    async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs) -> None:
+    async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs, fence: str) -> None:
         k = self._keys.runtime(rid)
         await self._write(
             "lifecycle_commit",
             self._scripts.lifecycle_commit,
-            [k.state, k.inputs, k.input_order, k.meta],
-            [b"" if state is None else state, *_flat(inputs)],
+            [k.state, k.inputs, k.input_order, k.meta, k.lease],
+            [b"" if state is None else state, fence, *_flat(inputs)],
         )
+
+    async def _lease_acquire(self, rid: str, owner: str, ttl_ms: int, steal: bool) -> tuple[int, int]:
+        k = self._keys.runtime(rid)
+        token, granted = await self._write(
+            "acquire_lease", self._scripts.lease_acquire, [k.lease, k.meta], [owner, ttl_ms, "1" if steal else "0"], rid
+        )
+        return int(token), int(granted)
+
+    async def _lease_renew(self, rid: str, token: str, ttl_ms: int) -> None:
+        k = self._keys.runtime(rid)
+        await self._write("renew_lease", self._scripts.lease_renew, [k.lease], [token, ttl_ms])
+
+    async def _lease_release(self, rid: str, token: str) -> bool:
+        k = self._keys.runtime(rid)
+        return bool(await self._write("release_lease", self._scripts.lease_release, [k.lease], [token]))
+
+    async def _lease_revoke(self, rid: str) -> int:
+        k = self._keys.runtime(rid)
+        return int(await self._write("revoke_lease", self._scripts.lease_revoke, [k.lease, k.meta], []))
+
+    async def _lease_read(self, rid: str) -> tuple[str, int, int] | None:
+        k = self._keys.runtime(rid)
+        owner, token, remaining, _epoch = await self._read(
+            "current_lease", self._scripts.lease_read(keys=[k.lease, k.meta], args=[], client=self._client)
+        )
+        if not owner or not token or remaining < 0:
+            return None
+        return owner.decode(), int(token), int(remaining)
 
     async def _load_input_states(self, rid: str) -> list[bytes]:
         k = self._keys.runtime(rid)
@@ -188,24 +248,24 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def _dump_runtime(self, rid: str) -> RawRuntime:
         k = self._keys.runtime(rid)
-        pipe = self._client.pipeline(transaction=True)  # one consistent view
-        pipe.get(k.state)
-        pipe.get(k.snapshot)
-        pipe.lrange(k.input_order, 0, -1)
-        pipe.hgetall(k.inputs)
-        pipe.hgetall(k.receipts)
-        pipe.hgetall(k.run_seqs)
-        pipe.hgetall(k.meta)
-        state, snapshot, order, inputs, receipts, run_seqs, meta = await self._read("dump_runtime", pipe.execute())
-        text = lambda mapping: {key.decode(): value for key, value in mapping.items()}  # noqa: E731
+        state, snapshot, order, inputs, receipts, run_seqs, meta = await self._read(
+            "dump_runtime",
+            self._scripts.dump_runtime(
+                keys=[k.state, k.snapshot, k.input_order, k.inputs, k.receipts, k.run_seqs, k.meta], args=[], client=self._client
+            ),
+        )
+
+        def pairs(flat: list) -> dict[str, bytes]:
+            return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+
         return RawRuntime(
-            state=state,
-            snapshot=snapshot,
+            state=state or None,
+            snapshot=snapshot or None,
             input_order=[i.decode() for i in order],
-            inputs=text(inputs),
-            receipts=text(receipts),
-            run_seqs={run: value.decode() for run, value in text(run_seqs).items()},
-            meta={key: value.decode() for key, value in text(meta).items()},
+            inputs=pairs(inputs),
+            receipts=pairs(receipts),
+            run_seqs={run: value.decode() for run, value in pairs(run_seqs).items()},
+            meta={key: value.decode() for key, value in pairs(meta).items()},
         )
 
     async def memory_usage(self, runtime_id) -> int:

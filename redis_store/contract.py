@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
+from typing import NamedTuple
 from collections.abc import Iterable, Sequence
 
 from . import codec, jsonwire
@@ -38,6 +40,7 @@ from .errors import (
     SessionKeyMismatch,
     WriteFailed,
 )
+from .lease import FencedStore, Lease, ttl_ms
 from .ids import InputId, LogicalRuntimeId, RunId, SessionId
 from .types import (
     InputState,
@@ -52,6 +55,16 @@ MAX_SEQUENCE = 2**53 - 1
 
 #: (input_id, encoded value) pairs handed to a backend.
 EncodedInputs = list[tuple[str, bytes]]
+
+#: How long commit ids are remembered by default: a day.
+DEFAULT_COMMIT_ID_TTL = 24 * 3600.0
+
+
+class CommitTag(NamedTuple):
+    """An idempotent commit: its id and a fingerprint of its content."""
+
+    commit_id: str
+    fingerprint: str
 
 
 @dataclasses.dataclass
@@ -167,6 +180,29 @@ def _receipt_wire(receipt: object) -> dict:
     return _storable_wire("receipt", receipt, RunBoundaryReceipt)
 
 
+def _fence(rid: str, lease: object) -> str:
+    """The token a fenced write carries ("" without a lease)."""
+    if lease is None:
+        return ""
+    _check("lease", lease, Lease)
+    if lease.runtime_id != rid:
+        raise ValueError(f"lease is for runtime {lease.runtime_id!r}, not {rid!r}")
+    return str(lease.token)
+
+
+def _commit_tag(commit_id: object, *parts: bytes | None) -> CommitTag | None:
+    if commit_id is None:
+        return None
+    if not isinstance(commit_id, str):
+        raise _type_error("commit_id", "a str", commit_id)
+    if not commit_id or len(commit_id) > 200 or " " in commit_id:
+        raise ValueError("commit_id must be 1 to 200 characters without spaces (a UUID is ideal)")
+    digest = hashlib.sha1()
+    for part in parts:
+        digest.update(b"-" if part is None else len(part).to_bytes(8, "big") + part)
+    return CommitTag(commit_id, digest.hexdigest())
+
+
 def _session_summary(delta: SessionDelta):
     try:
         return inspect_session(delta.session_snapshot)
@@ -180,6 +216,13 @@ class RuntimeStore(abc.ABC):
     """Durable control-plane state of meerkat runtimes (see module doc)."""
 
     _closed = False
+    #: How long commit ids are remembered, ms (backends take ``commit_id_ttl`` seconds).
+    commit_id_ttl_ms = int(DEFAULT_COMMIT_ID_TTL * 1000)
+
+    def _set_commit_id_ttl(self, seconds: float) -> None:
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds > 0:
+            raise ValueError(f"commit_id_ttl must be a positive number of seconds, got {seconds!r}")
+        self.commit_id_ttl_ms = max(1, int(seconds * 1000))
 
     # ---- writes ----
 
@@ -191,11 +234,19 @@ class RuntimeStore(abc.ABC):
         boundary: RunApplyBoundary,
         contributing_input_ids: Sequence[InputId],
         input_updates: Sequence[InputState],
+        *,
+        lease: Lease | None = None,
+        commit_id: str | None = None,
     ) -> RunBoundaryReceipt:
         """Mint the run's next receipt from the snapshot's digest, stamp
         ``last_run_id``/``last_boundary_sequence`` on the input updates, and
         store snapshot, receipt and inputs atomically. Returns the receipt,
-        equal to what ``load_boundary_receipt`` returns later."""
+        equal to what ``load_boundary_receipt`` returns later.
+
+        With ``lease``, the write happens only while that lease is current
+        (else ``FencedOut``). With ``commit_id``, a retry of the same commit
+        returns the receipt minted the first time and writes nothing;
+        the id used for another commit raises ``CommitIdReused``."""
         rid = runtime_key(runtime_id)
         _check("session_delta", session_delta, SessionDelta)
         _check("run_id", run_id, RunId)
@@ -206,6 +257,7 @@ class RuntimeStore(abc.ABC):
         wires = _input_wires("input_updates", input_updates)
         for wire in wires:  # the backend appends last_boundary_sequence
             wire["last_run_id"] = str(run_id)
+        fence = _fence(rid, lease)
         summary = _session_summary(session_delta)
         receipt = RunBoundaryReceipt(
             run_id=run_id,
@@ -215,14 +267,12 @@ class RuntimeStore(abc.ABC):
             message_count=summary.message_count,
             sequence=0,
         )
+        snapshot = codec.encode_snapshot(session_delta.session_snapshot)
+        prefix = codec.receipt_prefix(receipt.to_dict())
+        inputs = _encode_inputs("input_updates", wires, codec.input_state_prefix)
+        tag = _commit_tag(commit_id, b"commit", snapshot, prefix, *(value for _, value in inputs))
         self._ensure_open(WriteFailed)
-        receipt.sequence = await self._commit_boundary(
-            rid,
-            str(run_id),
-            codec.encode_snapshot(session_delta.session_snapshot),
-            codec.receipt_prefix(receipt.to_dict()),
-            _encode_inputs("input_updates", wires, codec.input_state_prefix),
-        )
+        receipt.sequence = await self._commit_boundary(rid, str(run_id), snapshot, prefix, inputs, fence, tag)
         return receipt
 
     async def atomic_apply(
@@ -232,11 +282,16 @@ class RuntimeStore(abc.ABC):
         receipt: RunBoundaryReceipt,
         input_updates: Sequence[InputState],
         session_store_key: SessionId | None = None,
+        *,
+        lease: Lease | None = None,
+        commit_id: str | None = None,
     ) -> None:
         """Store a caller-minted receipt unchanged, with an optional snapshot
         and input upserts, atomically. Raises ``ReceiptConflict`` if the
         receipt key exists, ``SessionKeyMismatch`` if ``session_store_key``
-        is not the snapshot's session id; nothing is written then."""
+        is not the snapshot's session id; nothing is written then.
+        ``lease`` and ``commit_id`` as for ``commit_session_boundary``: a
+        retried commit id returns quietly instead of a ``ReceiptConflict``."""
         rid = runtime_key(runtime_id)
         if session_delta is not None:
             _check("session_delta", session_delta, SessionDelta)
@@ -244,54 +299,111 @@ class RuntimeStore(abc.ABC):
             _check("session_store_key", session_store_key, SessionId)
         receipt_wire = _receipt_wire(receipt)
         wires = _input_wires("input_updates", input_updates)
+        fence = _fence(rid, lease)
         snapshot = None
         if session_delta is not None:
             summary = _session_summary(session_delta)
             if session_store_key is not None and summary.session_id != str(session_store_key):
                 raise SessionKeyMismatch(str(session_store_key), summary.session_id)
             snapshot = codec.encode_snapshot(session_delta.session_snapshot)
+        encoded = codec.encode_receipt(receipt_wire)
+        inputs = _encode_inputs("input_updates", wires, codec.encode_input_state)
+        tag = _commit_tag(commit_id, b"apply", snapshot, encoded, *(value for _, value in inputs))
         self._ensure_open(WriteFailed)
-        await self._apply(
-            rid,
-            str(receipt.run_id),
-            receipt.sequence,
-            snapshot,
-            codec.encode_receipt(receipt_wire),
-            _encode_inputs("input_updates", wires, codec.encode_input_state),
-        )
+        await self._apply(rid, str(receipt.run_id), receipt.sequence, snapshot, encoded, inputs, fence, tag)
 
     async def persist_input_state(
-        self, runtime_id: LogicalRuntimeId | str, state: InputState
+        self, runtime_id: LogicalRuntimeId | str, state: InputState, *, lease: Lease | None = None
     ) -> None:
         """Upsert one input state (the whole record is replaced)."""
         rid = runtime_key(runtime_id)
         _check("state", state, InputState)
         inputs = _encode_inputs("state", _input_wires("state", [state]), codec.encode_input_state)
+        fence = _fence(rid, lease)
         self._ensure_open(WriteFailed)
-        await self._lifecycle_commit(rid, None, inputs)
+        await self._lifecycle_commit(rid, None, inputs, fence)
 
     async def persist_runtime_state(
-        self, runtime_id: LogicalRuntimeId | str, state: RuntimeState
+        self, runtime_id: LogicalRuntimeId | str, state: RuntimeState, *, lease: Lease | None = None
     ) -> None:
         """Set the runtime state. Transitions are not checked (as in meerkat)."""
         rid = runtime_key(runtime_id)
         _check("state", state, RuntimeState)
+        fence = _fence(rid, lease)
         self._ensure_open(WriteFailed)
-        await self._lifecycle_commit(rid, codec.encode_runtime_state(state), [])
+        await self._lifecycle_commit(rid, codec.encode_runtime_state(state), [], fence)
 
     async def atomic_lifecycle_commit(
         self,
         runtime_id: LogicalRuntimeId | str,
         runtime_state: RuntimeState,
         input_states: Sequence[InputState],
+        *,
+        lease: Lease | None = None,
     ) -> None:
         """Set the runtime state and upsert the input states atomically."""
         rid = runtime_key(runtime_id)
         _check("runtime_state", runtime_state, RuntimeState)
         wires = _input_wires("input_states", input_states)
         inputs = _encode_inputs("input_states", wires, codec.encode_input_state)
+        fence = _fence(rid, lease)
         self._ensure_open(WriteFailed)
-        await self._lifecycle_commit(rid, codec.encode_runtime_state(runtime_state), inputs)
+        await self._lifecycle_commit(rid, codec.encode_runtime_state(runtime_state), inputs, fence)
+
+    # ---- leases ----
+
+    async def acquire_lease(self, runtime_id: LogicalRuntimeId | str, owner: str, ttl: float) -> Lease:
+        """Take the runtime's lease for ``ttl`` seconds (server clock). A new
+        owner gets the next fencing token; the current holder acquiring again
+        keeps its token. Raises ``LeaseHeld`` if another owner holds it."""
+        return await self._take_lease(runtime_id, owner, ttl, steal=False)
+
+    async def steal_lease(self, runtime_id: LogicalRuntimeId | str, owner: str, ttl: float) -> Lease:
+        """Operator: take the lease from whoever holds it; the old holder is
+        fenced out at once."""
+        return await self._take_lease(runtime_id, owner, ttl, steal=True)
+
+    async def _take_lease(self, runtime_id, owner: object, ttl: object, steal: bool) -> Lease:
+        rid = runtime_key(runtime_id)
+        if not isinstance(owner, str) or not owner:
+            raise TypeError("owner must be a non-empty str naming this worker")
+        ms = ttl_ms(ttl)
+        self._ensure_open(WriteFailed)
+        token, granted = await self._lease_acquire(rid, owner, ms, steal)
+        return Lease(rid, owner, token, granted)
+
+    async def renew_lease(self, lease: Lease, ttl: float | None = None) -> Lease:
+        """Extend a held lease (by its own ttl unless given). Raises
+        ``FencedOut`` if it is no longer held."""
+        _check("lease", lease, Lease)
+        ms = lease.ttl_ms if ttl is None else ttl_ms(ttl)
+        self._ensure_open(WriteFailed)
+        await self._lease_renew(lease.runtime_id, str(lease.token), ms)
+        return dataclasses.replace(lease, ttl_ms=ms)
+
+    async def release_lease(self, lease: Lease) -> bool:
+        """Give the lease up; False if it was no longer held. The epoch stays."""
+        _check("lease", lease, Lease)
+        self._ensure_open(WriteFailed)
+        return await self._lease_release(lease.runtime_id, str(lease.token))
+
+    async def revoke_lease(self, runtime_id: LogicalRuntimeId | str) -> int:
+        """Operator: fence out the current holder at once (its writes fail from
+        now on) and leave the runtime unleased. Returns the new epoch."""
+        rid = runtime_key(runtime_id)
+        self._ensure_open(WriteFailed)
+        return await self._lease_revoke(rid)
+
+    async def current_lease(self, runtime_id: LogicalRuntimeId | str) -> Lease | None:
+        """The live lease (its ``ttl_ms`` is the time left), or None."""
+        rid = runtime_key(runtime_id)
+        self._ensure_open(ReadFailed)
+        held = await self._lease_read(rid)
+        return None if held is None else Lease(rid, *held)
+
+    def fenced(self, lease: Lease) -> FencedStore:
+        """A view of this store whose every write carries ``lease``."""
+        return FencedStore(self, lease)
 
     # ---- reads ----
 
@@ -378,11 +490,20 @@ class RuntimeStore(abc.ABC):
 
     @abc.abstractmethod
     async def _commit_boundary(
-        self, rid: str, run_id: str, snapshot: bytes, receipt_prefix: bytes, inputs: EncodedInputs
+        self,
+        rid: str,
+        run_id: str,
+        snapshot: bytes,
+        receipt_prefix: bytes,
+        inputs: EncodedInputs,
+        fence: str,
+        commit: CommitTag | None,
     ) -> int:
         """Mint the next sequence S of (rid, run_id); store the snapshot, the
         receipt ``receipt_prefix + seq_suffix(S)`` and each input value
-        ``prefix + seq_suffix(S)``; return S."""
+        ``prefix + seq_suffix(S)``; return S. Checked first, in this order:
+        a known commit id (same fingerprint: return its S, write nothing;
+        else ``CommitIdReused``), the fence (``FencedOut``)."""
 
     @abc.abstractmethod
     async def _apply(
@@ -393,13 +514,33 @@ class RuntimeStore(abc.ABC):
         snapshot: bytes | None,
         receipt: bytes,
         inputs: EncodedInputs,
+        fence: str,
+        commit: CommitTag | None,
     ) -> None:
-        """Store receipt (and snapshot, inputs); ``ReceiptConflict`` if the
-        receipt key exists."""
+        """Store receipt (and snapshot, inputs); checks as ``_commit_boundary``,
+        then ``ReceiptConflict`` if the receipt key exists."""
 
     @abc.abstractmethod
-    async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs) -> None:
+    async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs, fence: str) -> None:
         """Set the runtime state (unless None) and upsert the inputs."""
+
+    @abc.abstractmethod
+    async def _lease_acquire(self, rid: str, owner: str, ttl_ms: int, steal: bool) -> tuple[int, int]:
+        """(token, ttl_ms) of the lease now held by owner; ``LeaseHeld``."""
+
+    @abc.abstractmethod
+    async def _lease_renew(self, rid: str, token: str, ttl_ms: int) -> None:
+        """``FencedOut`` unless token is the live lease's."""
+
+    @abc.abstractmethod
+    async def _lease_release(self, rid: str, token: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def _lease_revoke(self, rid: str) -> int: ...
+
+    @abc.abstractmethod
+    async def _lease_read(self, rid: str) -> tuple[str, int, int] | None:
+        """(owner, token, remaining ms) of the live lease, or None."""
 
     @abc.abstractmethod
     async def _load_input_states(self, rid: str) -> list[bytes]: ...

@@ -72,6 +72,31 @@ class SessionKeyMismatch(WriteFailed):
         self.actual = actual
 
 
+class FencedOut(WriteFailed):
+    """The write carried a lease that is no longer current (expired, released,
+    revoked or taken over). Nothing was written: another worker may own the
+    runtime now; stop working on it."""
+
+
+class CommitIdReused(WriteFailed):
+    """A commit id was sent again with a different commit. Nothing was written."""
+
+
+class LeaseHeld(RuntimeStoreError):
+    """Another owner holds the runtime's lease."""
+
+    prefix = "Lease held"
+
+    def __init__(self, runtime_id: str, holder: str, remaining_ms: int) -> None:
+        super().__init__(
+            f"runtime {runtime_id!r} is leased to {holder!r} for {remaining_ms} ms more; "
+            "wait, or have an operator steal_lease/revoke_lease it"
+        )
+        self.runtime_id = runtime_id
+        self.holder = holder
+        self.remaining_ms = remaining_ms
+
+
 class InvalidSessionSnapshot(ValueError):
     """The bytes are not a meerkat Session (SPEC §5). The message says what is
     wrong and where."""

@@ -9,7 +9,11 @@ runtime's hash tag)::
     ns:rt:{tag}:input_order  LIST    input ids in the order they were first stored
     ns:rt:{tag}:receipts     HASH    "<run_id>:<sequence>" -> receipt [v, {...}, sequence]
     ns:rt:{tag}:run_seqs     HASH    run_id -> largest receipt sequence of that run
+    ns:rt:{tag}:lease        HASH    owner, token of the live lease; expires (PEXPIRE)
+    ns:rt:{tag}:commits      HASH    commit_id -> "<fingerprint> <sequence>"; expires
+    ns:rt:{tag}:commit_log   ZSET    commit_id by server time (ms); prunes commits
     ns:rt:{tag}:meta         HASH    layout -> key layout version (1);
+                                     epoch -> fencing epoch (never goes back);
                                      snapshot_receipt -> "<run_id>:<sequence>" of the
                                      receipt minted with the stored snapshot (absent
                                      when atomic_apply wrote the snapshot)
@@ -24,8 +28,8 @@ The encoding is injective and brace-free, so every key of one runtime hashes
 to the same Redis Cluster slot, and no runtime id can produce another
 runtime's keys. Namespaces may not contain braces for the same reason.
 
-Later features add their keys here (a lease/fence key per runtime, a commit-id
-hash), each under the same tag so a script can check them before it writes.
+Every key of a runtime shares its tag, so a script can check the lease and
+the commit ids before it writes, in one slot.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ class RuntimeKeys(NamedTuple):
     receipts: str
     run_seqs: str
     meta: str
+    lease: str
+    commits: str
+    commit_log: str
 
 
 def receipt_field(run_id: str, sequence: int) -> str:
@@ -95,6 +102,9 @@ class KeyLayout:
             receipts=base + "receipts",
             run_seqs=base + "run_seqs",
             meta=base + "meta",
+            lease=base + "lease",
+            commits=base + "commits",
+            commit_log=base + "commit_log",
         )
 
     def meta_pattern(self) -> str:

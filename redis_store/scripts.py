@@ -18,7 +18,18 @@ from importlib import resources
 from pathlib import Path
 
 #: Every script the store runs, by name (file ``lua/<name>.lua``).
-SCRIPT_NAMES = ("commit_boundary", "apply_receipt", "lifecycle_commit", "load_inputs")
+SCRIPT_NAMES = (
+    "commit_boundary",
+    "apply_receipt",
+    "lifecycle_commit",
+    "load_inputs",
+    "dump_runtime",
+    "lease_acquire",
+    "lease_renew",
+    "lease_release",
+    "lease_revoke",
+    "lease_read",
+)
 _LIB = "lib"
 
 
@@ -58,3 +69,9 @@ class Scripts:
         self.apply_receipt = client.register_script(source("apply_receipt"))
         self.lifecycle_commit = client.register_script(source("lifecycle_commit"))
         self.load_inputs = client.register_script(source("load_inputs"))
+        self.dump_runtime = client.register_script(source("dump_runtime"))
+        self.lease_acquire = client.register_script(source("lease_acquire"))
+        self.lease_renew = client.register_script(source("lease_renew"))
+        self.lease_release = client.register_script(source("lease_release"))
+        self.lease_revoke = client.register_script(source("lease_revoke"))
+        self.lease_read = client.register_script(source("lease_read"))

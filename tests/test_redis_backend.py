@@ -35,13 +35,22 @@ from test_conformance import TRICKY_IDS, commit, make_receipt
 
 
 async def _all_writes(store, rid):
+    """Every script, fenced and with commit ids where they take them."""
     run_id, state = RunId.new(), InputState.new_accepted(InputId.new())
-    await commit(store, rid, run_id, [state], turns=1)
+    lease = await store.acquire_lease(rid, "worker-1", 30)
+    await store.commit_session_boundary(
+        rid, SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [state], lease=lease, commit_id="c-1"
+    )
+    await store.renew_lease(lease)
+    assert await store.current_lease(rid) is not None
+    await store.dump_runtime(rid)
     await store.atomic_apply(rid, SessionDelta(session_json(1)), make_receipt(run_id, 5), [state])
     await store.atomic_lifecycle_commit(rid, RuntimeState.RUNNING, [state])
     await store.persist_input_state(rid, state)
     await store.persist_runtime_state(rid, RuntimeState.IDLE)
     await store.load_input_states(rid)
+    await store.release_lease(lease)
+    await store.revoke_lease(rid)
     return run_id, state
 
 
@@ -50,7 +59,7 @@ async def test_keys_are_exactly_the_documented_layout(redis_backend):
     await _all_writes(store, "rt-1")
     keys = KeyLayout(redis_backend.namespace).runtime("rt-1")
     found = {k.decode() for k in await raw.keys(f"{redis_backend.namespace}:*")}
-    assert found == set(keys)
+    assert found | {keys.lease} == set(keys)  # the lease was released at the end
     assert keys.inputs == f"{redis_backend.namespace}:rt:{{rt-1}}:inputs"
 
 
@@ -69,7 +78,7 @@ async def test_every_script_call_stays_in_one_cluster_slot(redis_backend):
     for rid in TRICKY_IDS:
         calls.clear()
         await _all_writes(store, rid)
-        assert len(calls) >= 6  # one per write and load_inputs (+ retries after NOSCRIPT)
+        assert len(calls) >= 12  # one per script call (+ retries after NOSCRIPT)
         for keys in calls:
             key_slots = {key_slot(k.encode() if isinstance(k, str) else k) for k in keys}
             assert len(key_slots) == 1, (rid, keys)
@@ -98,7 +107,7 @@ def test_scripts_are_plain_lua_and_touch_only_their_keys():
         # Every key a command names comes from KEYS (or a lib parameter
         # holding a KEYS entry): no key names are built inside Lua.
         for key in re.findall(r"redis\.call\('\w+',\s*([^,)]+)", code):
-            assert key.startswith("KEYS[") or key in ("inputs_key", "order_key", "seqs_key", "meta_key"), (name, key)
+            assert key.startswith("KEYS[") or key in ("inputs_key", "order_key", "seqs_key", "meta_key", "lease_key", "commits_key", "log_key"), (name, key)
 
 
 async def test_foreign_value_of_wrong_type_fails_before_any_write(redis_backend):
@@ -146,7 +155,7 @@ async def test_corrupt_sequence_counter_refuses_every_write(redis_backend, count
 async def test_script_refuses_malformed_arguments(redis_backend):
     store = redis_backend.open()
     with pytest.raises(InternalError, match="pairs"):
-        await store._lifecycle_commit("rt", None, [("only-an-id",)])  # a bug in the caller, not user input
+        await store._lifecycle_commit("rt", None, [("only-an-id",)], "")  # a bug in the caller, not user input
     assert await store.load_input_states("rt") == []
 
 
