@@ -10,8 +10,11 @@ from .backend_redis import RedisRuntimeStore
 from .contract import MAX_SEQUENCE, RuntimeStore
 from .digest import session_digest
 from .errors import (
+    CommitIdReused,
+    FencedOut,
     InternalError,
     InvalidSessionSnapshot,
+    LeaseHeld,
     NotFound,
     ReadFailed,
     ReceiptConflict,
@@ -21,6 +24,7 @@ from .errors import (
     WriteFailed,
 )
 from .ids import InputId, LogicalRuntimeId, RunId, SessionId
+from .lease import FencedStore, Lease, LeaseKeeper
 from .registry import open_store
 from .timestamps import Timestamp
 from .types import *  # noqa: F401,F403  (the domain types; see types.__all__)
@@ -41,6 +45,12 @@ __all__ = [
     "ReceiptConflict",
     "SessionKeyMismatch",
     "InvalidSessionSnapshot",
+    "FencedOut",
+    "CommitIdReused",
+    "LeaseHeld",
+    "Lease",
+    "FencedStore",
+    "LeaseKeeper",
     "RuntimeStateTransitionError",
     "LogicalRuntimeId",
     "RunId",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -22,6 +23,10 @@ from .errors import CommitIdReused, FencedOut, InternalError, LeaseHeld, ReadFai
 from .keys import KeyLayout, receipt_field
 from .scripts import Scripts
 from .urls import has_credentials, redact
+
+
+#: Cluster cursors of list_runtimes encode the node index below this.
+_MAX_NODES = 1024
 
 
 def _flat(inputs: EncodedInputs) -> list:
@@ -50,13 +55,29 @@ class RedisRuntimeStore(RuntimeStore):
         *,
         close_client: bool = False,
         commit_id_ttl: float = DEFAULT_COMMIT_ID_TTL,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
+        """``client``: a ``redis.asyncio.Redis`` (also from a Sentinel's
+        ``master_for``), a ``redis.asyncio.RedisCluster``, or fakeredis's
+        async client. ``wait_replicas=N`` makes every write wait (WAIT, on the
+        write's own connection) until N replicas acknowledged it, for at most
+        ``wait_timeout`` seconds, and fail with ``WriteFailed`` otherwise."""
         pool = getattr(client, "connection_pool", None)
-        if getattr(pool, "connection_kwargs", {}).get("decode_responses"):
+        encoder = getattr(client, "encoder", None)
+        if getattr(pool, "connection_kwargs", {}).get("decode_responses") or getattr(encoder, "decode_responses", False):
             raise ValueError(
                 "RedisRuntimeStore needs a client created with decode_responses=False: "
                 "stored values are binary msgpack"
             )
+        self._cluster = isinstance(client, RedisCluster)
+        if not isinstance(wait_replicas, int) or isinstance(wait_replicas, bool) or wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be a non-negative int, got {wait_replicas!r}")
+        if wait_replicas and self._cluster:
+            raise ValueError("wait_replicas needs the write's own connection; it is not supported on Redis Cluster")
+        if not wait_timeout > 0:
+            raise ValueError(f"wait_timeout must be positive, got {wait_timeout!r}")
+        self._wait = (wait_replicas, max(1, int(wait_timeout * 1000)))
         self._keys = KeyLayout(namespace)
         self._set_commit_id_ttl(commit_id_ttl)
         self._client = client
@@ -66,7 +87,14 @@ class RedisRuntimeStore(RuntimeStore):
 
     @classmethod
     def from_url(
-        cls, url: str, namespace: str = "meerkat", *, commit_id_ttl: float = DEFAULT_COMMIT_ID_TTL, **client_options: Any
+        cls,
+        url: str,
+        namespace: str = "meerkat",
+        *,
+        commit_id_ttl: float = DEFAULT_COMMIT_ID_TTL,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+        **client_options: Any,
     ) -> "RedisRuntimeStore":
         """Open a client for ``url`` (redis://, rediss://, unix://) that this
         store owns and closes in ``aclose``."""
@@ -77,7 +105,10 @@ class RedisRuntimeStore(RuntimeStore):
             # redis-py's message may quote part of a mis-encoded password.
             reason = "check its form; percent-encode special characters in the password" if has_credentials(url) else str(exc)
             raise ValueError(f"cannot use Redis URL {redact(url)!r}: {reason}") from None
-        store = cls(client, namespace, close_client=True, commit_id_ttl=commit_id_ttl)
+        store = cls(
+            client, namespace, close_client=True, commit_id_ttl=commit_id_ttl,
+            wait_replicas=wait_replicas, wait_timeout=wait_timeout,
+        )
         store._where = redact(url)
         return store
 
@@ -96,17 +127,36 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def _write(self, operation: str, script, keys: list, args: list, rid: str = ""):
         try:
+            if self._wait[0]:
+                return await self._write_and_wait(operation, script, keys, args)
             return await script(keys=keys, args=args, client=self._client)
         except ResponseError as exc:
             raise self._script_error(operation, exc, rid) from exc
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise WriteFailed(
                 f"{operation} on {self._where}: {type(exc).__name__}: {exc}. The outcome is "
-                "unknown: the script may have run before the connection failed; load the "
-                "state to check before retrying"
+                "unknown: the script may have run before the connection failed; retry with "
+                "the same commit_id, or load the state to check"
             ) from exc
         except RedisError as exc:
             raise WriteFailed(f"{operation} on {self._where}: {type(exc).__name__}: {exc}") from exc
+
+    async def _write_and_wait(self, operation: str, script, keys: list, args: list):
+        """The script, then WAIT, pipelined on one connection: WAIT counts
+        the replicas that acknowledged this connection's writes."""
+        replicas, timeout_ms = self._wait
+        pipe = self._client.pipeline(transaction=False)
+        script(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        result, acknowledged = await pipe.execute(raise_on_error=False)
+        if isinstance(result, Exception):
+            raise result
+        if isinstance(acknowledged, Exception) or acknowledged < replicas:
+            raise WriteFailed(
+                f"{operation} on {self._where}: applied on the primary, but only {acknowledged} of "
+                f"{replicas} replicas acknowledged it within {timeout_ms} ms; a failover now could lose it"
+            )
+        return result
 
     def _script_error(self, operation: str, exc: ResponseError, rid: str) -> Exception:
         code, _, detail = str(exc).partition(" ")
@@ -239,10 +289,26 @@ class RedisRuntimeStore(RuntimeStore):
         return await self._read("load_runtime_state", self._client.get(self._keys.runtime(rid).state))
 
     async def _list_runtimes(self, cursor: int, count: int) -> tuple[int, list[str]]:
-        next_cursor, keys = await self._read(
-            "list_runtimes",
-            self._client.scan(cursor=cursor, match=self._keys.meta_pattern(), count=count),
-        )
+        match = self._keys.meta_pattern()
+        if not self._cluster:
+            next_cursor, keys = await self._read(
+                "list_runtimes", self._client.scan(cursor=cursor, match=match, count=count)
+            )
+        else:  # SCAN each primary in turn; the cursor carries (node cursor, node index)
+            primaries = sorted(self._client.get_primaries(), key=lambda node: node.name)
+            node_cursor, index = divmod(cursor, _MAX_NODES)
+            if index >= len(primaries):
+                return 0, []
+            reply = await self._read(
+                "list_runtimes",
+                self._client.scan(cursor=node_cursor, match=match, count=count, target_nodes=primaries[index]),
+            )
+            node_next, keys = next(iter(reply.values())) if isinstance(reply, dict) else reply
+            node_next = int(node_next)
+            if node_next:
+                next_cursor = node_next * _MAX_NODES + index
+            else:
+                next_cursor = index + 1 if index + 1 < len(primaries) else 0
         runtimes = dict.fromkeys(self._keys.runtime_of_meta(key.decode()) for key in keys)
         return int(next_cursor), list(runtimes)
 

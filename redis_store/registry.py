@@ -4,12 +4,17 @@
     redis://host:port/db       RedisRuntimeStore over TCP
     rediss://host:port/db      ... over TLS
     redis+unix:///path/sock    ... over a Unix socket (unix:// too)
+    redis+cluster://h:p[,h:p]  ... on Redis Cluster (seed nodes)
+    redis+sentinel://h:p[,h:p]/service
+                               ... on the primary that Sentinel names for
+                               the service (reads too: never stale)
     fakeredis://[name]         ... over an in-process fakeredis server;
                                stores opened with the same name share data
 
-Every scheme takes ``?namespace=`` (default ``meerkat``); a ``namespace=``
-keyword argument wins over the URL. Other keyword arguments go to the
-backend (for Redis: to ``redis.asyncio.from_url``).
+Every scheme takes the store options ``?namespace=`` (default ``meerkat``),
+``?commit_id_ttl=`` (seconds); Redis schemes also ``?wait_replicas=`` and
+``?wait_timeout=``. Keyword arguments win over the URL. Other keyword
+arguments and query parameters go to the Redis client.
 """
 
 from __future__ import annotations
@@ -20,15 +25,16 @@ from .backend_memory import InMemoryRuntimeStore
 from .backend_redis import RedisRuntimeStore
 from .contract import RuntimeStore
 from .keys import check_namespace
-from .urls import pop_namespace, redact, scheme_of
+from .urls import parse_host_list, pop_store_options, redact, scheme_of
 
 DEFAULT_NAMESPACE = "meerkat"
 
 
 def _memory(url: str, namespace: str, **options: Any) -> RuntimeStore:
-    if options:
-        raise TypeError(f"memory:// takes no options, got {', '.join(sorted(options))}")
-    return InMemoryRuntimeStore()  # one memory store is one namespace
+    store_options, rest = _split(options)
+    if rest or set(store_options) - {"commit_id_ttl"}:
+        raise TypeError(f"memory:// takes only commit_id_ttl, got {', '.join(sorted({*rest, *store_options}))}")
+    return InMemoryRuntimeStore(**store_options)  # one memory store is one namespace
 
 
 def _redis(url: str, namespace: str, **options: Any) -> RuntimeStore:
@@ -37,6 +43,50 @@ def _redis(url: str, namespace: str, **options: Any) -> RuntimeStore:
 
 def _redis_unix(url: str, namespace: str, **options: Any) -> RuntimeStore:
     return _redis("unix://" + url.split("://", 1)[1], namespace, **options)
+
+
+_STORE_KWARGS = ("commit_id_ttl", "wait_replicas", "wait_timeout")
+
+
+def _split(options: dict) -> tuple[dict, dict]:
+    """(store options, client options)."""
+    store = {k: options.pop(k) for k in _STORE_KWARGS if k in options}
+    return store, options
+
+
+def _redis_cluster(url: str, namespace: str, **options: Any) -> RuntimeStore:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    seeds = parse_host_list(url, 6379)
+    store_options, client_options = _split(options)
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in seeds.hosts],
+        username=seeds.username,
+        password=seeds.password,
+        decode_responses=False,
+        **client_options,
+    )
+    store = RedisRuntimeStore(client, namespace, close_client=True, **store_options)
+    store._where = redact(url)
+    return store
+
+
+def _redis_sentinel(url: str, namespace: str, **options: Any) -> RuntimeStore:
+    from redis.asyncio.sentinel import Sentinel
+
+    parsed = parse_host_list(url, 26379)
+    service = parsed.path.strip("/")
+    if not service:
+        raise ValueError(f"{redact(url)!r} names no service: use redis+sentinel://host:port[,host:port]/SERVICE")
+    store_options, client_options = _split(options)
+    sentinel = Sentinel(parsed.hosts, socket_timeout=client_options.pop("sentinel_socket_timeout", 1.0))
+    # Reads and writes both go to the primary: control-plane reads must never be stale.
+    client = sentinel.master_for(
+        service, username=parsed.username, password=parsed.password, decode_responses=False, **client_options
+    )
+    store = RedisRuntimeStore(client, namespace, close_client=True, **store_options)
+    store._where = redact(url)
+    return store
 
 
 _FAKE_SERVERS: dict[str, Any] = {}
@@ -51,8 +101,9 @@ def _fakeredis(url: str, namespace: str, **options: Any) -> RuntimeStore:
         ) from None
     name = url.split("://", 1)[1].split("?", 1)[0].strip("/") or "default"
     server = _FAKE_SERVERS.setdefault(name, fakeredis.FakeServer())
-    client = fakeredis.FakeAsyncRedis(server=server, **options)
-    return RedisRuntimeStore(client, namespace, close_client=True)
+    store_options, client_options = _split(options)
+    client = fakeredis.FakeAsyncRedis(server=server, **client_options)
+    return RedisRuntimeStore(client, namespace, close_client=True, **store_options)
 
 
 #: URL scheme -> factory(url, namespace, **options).
@@ -62,6 +113,8 @@ BACKENDS: dict[str, Callable[..., RuntimeStore]] = {
     "rediss": _redis,
     "redis+unix": _redis_unix,
     "unix": _redis,
+    "redis+cluster": _redis_cluster,
+    "redis+sentinel": _redis_sentinel,
     "fakeredis": _fakeredis,
 }
 
@@ -76,8 +129,9 @@ def open_store(url: str, **options: Any) -> RuntimeStore:
             f"unknown store URL scheme {scheme!r} in {redact(url)!r}; supported: "
             + ", ".join(f"{name}://" for name in BACKENDS)
         )
-    url, url_namespace = pop_namespace(url)
+    url, url_options = pop_store_options(url)
+    options = {**url_options, **options}
     namespace = options.pop("namespace", None)
     if namespace is None:
-        namespace = DEFAULT_NAMESPACE if url_namespace is None else url_namespace
+        namespace = DEFAULT_NAMESPACE
     return factory(url, check_namespace(namespace), **options)

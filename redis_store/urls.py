@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode
+from typing import NamedTuple
+from urllib.parse import parse_qsl, unquote, urlencode
 
 # Everything between "://" and the last "@": the user info. Matched as plain
 # text, because a password with an unencoded "/", "?" or "#" defeats urlsplit.
@@ -24,18 +25,58 @@ def has_credentials(url: str) -> bool:
     return bool(_USERINFO.search(url) or _PASSWORD_PARAM.search(url))
 
 
-def pop_namespace(url: str) -> tuple[str, str | None]:
-    """Split ``?namespace=`` off a URL; the rest is passed on untouched."""
+#: Store options a URL may carry in its query, and how to read them.
+STORE_OPTIONS = {"namespace": str, "commit_id_ttl": float, "wait_replicas": int, "wait_timeout": float}
+
+
+def pop_store_options(url: str) -> tuple[str, dict]:
+    """Split the store's own options (``STORE_OPTIONS``) off a URL's query;
+    the rest of the URL is passed on untouched."""
     # The query starts at the first "?" after the user info, which may hold one.
     at = url.rfind("@")
     cut = url.find("?", at + 1)
     base, query_text = (url, "") if cut < 0 else (url[:cut], url[cut + 1 :])
-    query = parse_qsl(query_text, keep_blank_values=True)
-    namespaces = [value for key, value in query if key == "namespace"]
-    if len(namespaces) > 1:
-        raise ValueError("store URL gives ?namespace= more than once")
-    rest = urlencode([(key, value) for key, value in query if key != "namespace"])
-    return (f"{base}?{rest}" if rest else base), (namespaces[0] if namespaces else None)
+    options: dict = {}
+    rest = []
+    for key, value in parse_qsl(query_text, keep_blank_values=True):
+        if key not in STORE_OPTIONS:
+            rest.append((key, value))
+            continue
+        if key in options:
+            raise ValueError(f"store URL gives ?{key}= more than once")
+        try:
+            options[key] = STORE_OPTIONS[key](value)
+        except ValueError:
+            raise ValueError(f"store URL option {key}={value!r} is not a {STORE_OPTIONS[key].__name__}") from None
+    return (f"{base}?{urlencode(rest)}" if rest else base), options
+
+
+class HostList(NamedTuple):
+    """``scheme://[user[:password]@]host:port[,host:port...][/path]``."""
+
+    username: str | None
+    password: str | None
+    hosts: list[tuple[str, int]]
+    path: str
+
+
+def parse_host_list(url: str, default_port: int) -> HostList:
+    """Parse a URL naming several hosts (cluster seeds, sentinels)."""
+    rest = url.split("://", 1)[1]
+    at = rest.rfind("@")
+    userinfo, rest = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
+    hostpart, slash, path = rest.partition("/")
+    user, colon, password = userinfo.partition(":")
+    hosts = []
+    for item in filter(None, hostpart.split(",")):
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
+        try:
+            hosts.append((unquote(host or item), int(port) if port else default_port))
+        except ValueError:
+            raise ValueError(f"bad host:port {item!r} in {redact(url)!r}") from None
+    if not hosts:
+        raise ValueError(f"no host:port in {redact(url)!r}")
+    return HostList(unquote(user) or None, unquote(password) if colon else None, hosts, path)
 
 
 def redact(url: str) -> str:

@@ -1,0 +1,79 @@
+"""Idempotent commits, on every backend: a retried commit id returns what the
+first attempt did and writes nothing new."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from redis_store import (
+    CommitIdReused,
+    InputId,
+    InputState,
+    RunApplyBoundary,
+    RunId,
+    SessionDelta,
+    WriteFailed,
+)
+from sessions import session_json
+from test_conformance import make_receipt
+
+
+async def test_retried_commit_returns_the_first_receipt_and_writes_nothing(store):
+    run_id, state = RunId.new(), InputState.new_accepted(InputId.new())
+    snapshot = SessionDelta(session_json(2))
+    args = ("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [state.input_id], [state])
+    first = await store.commit_session_boundary(*args, commit_id="commit-1")
+    before = await store.dump_runtime("rt")
+    again = await store.commit_session_boundary(*args, commit_id="commit-1")
+    assert again == first
+    assert await store.dump_runtime("rt") == before
+    nxt = await store.commit_session_boundary(*args, commit_id="commit-2")
+    assert nxt.sequence == first.sequence + 1
+
+
+async def test_a_commit_id_reused_for_another_commit_is_refused(store):
+    run_id = RunId.new()
+    await store.commit_session_boundary("rt", SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [], commit_id="c")
+    before = await store.dump_runtime("rt")
+    with pytest.raises(CommitIdReused) as caught:
+        await store.commit_session_boundary("rt", SessionDelta(session_json(2)), run_id, RunApplyBoundary.RUN_START, [], [], commit_id="c")
+    assert isinstance(caught.value, WriteFailed)
+    with pytest.raises(CommitIdReused):  # the same id on atomic_apply is another commit too
+        await store.atomic_apply("rt", None, make_receipt(run_id, 9), [], commit_id="c")
+    assert await store.dump_runtime("rt") == before
+
+
+async def test_retried_apply_is_quiet_instead_of_a_receipt_conflict(store):
+    run_id, state = RunId.new(), InputState.new_accepted(InputId.new())
+    snapshot = SessionDelta(session_json(1))
+    await store.atomic_apply("rt", snapshot, make_receipt(run_id, 0), [state], commit_id="a-1")
+    before = await store.dump_runtime("rt")
+    await store.atomic_apply("rt", snapshot, make_receipt(run_id, 0), [state], commit_id="a-1")
+    assert await store.dump_runtime("rt") == before
+    changed = dataclasses.replace(state, attempt_count=3)
+    with pytest.raises(CommitIdReused):
+        await store.atomic_apply("rt", None, make_receipt(run_id, 0), [changed], commit_id="a-1")
+
+
+async def test_commit_ids_are_kept_for_a_bounded_time(backend):
+    store = backend.open()
+    store._set_commit_id_ttl(0.2)  # the constructor's commit_id_ttl, shortened for the test
+    run_id = RunId.new()
+    args = ("rt", SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [])
+    assert (await store.commit_session_boundary(*args, commit_id="short")).sequence == 0
+    assert (await store.commit_session_boundary(*args, commit_id="short")).sequence == 0
+    await asyncio.sleep(0.3)
+    assert (await store.commit_session_boundary(*args, commit_id="short")).sequence == 1  # forgotten: a new commit
+
+
+async def test_commit_id_arguments_are_checked(store):
+    args = ("rt", SessionDelta(session_json(1)), RunId.new(), RunApplyBoundary.RUN_START, [], [])
+    for bad in ("", "a b", "x" * 201):
+        with pytest.raises(ValueError):
+            await store.commit_session_boundary(*args, commit_id=bad)
+    with pytest.raises(TypeError):
+        await store.commit_session_boundary(*args, commit_id=7)
+    assert await store.list_runtimes() == (0, [])

@@ -1,0 +1,170 @@
+"""Runtime leases with fencing tokens, on every backend: a write carrying a
+lease that is no longer current fails with FencedOut and writes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from redis_store import (
+    FencedOut,
+    InputId,
+    InputState,
+    Lease,
+    LeaseHeld,
+    LeaseKeeper,
+    RunApplyBoundary,
+    RunId,
+    RuntimeState,
+    SessionDelta,
+    WriteFailed,
+)
+from sessions import session_json
+from test_conformance import delta, make_receipt
+
+
+def every_write(store, rid, **kw):
+    """One call of each write method (fresh ids each time)."""
+    state = InputState.new_accepted(InputId.new())
+    return [
+        store.persist_input_state(rid, state, **kw),
+        store.persist_runtime_state(rid, RuntimeState.RUNNING, **kw),
+        store.atomic_lifecycle_commit(rid, RuntimeState.IDLE, [state], **kw),
+        store.commit_session_boundary(rid, delta(1), RunId.new(), RunApplyBoundary.RUN_START, [], [state], **kw),
+        store.atomic_apply(rid, delta(1), make_receipt(RunId.new(), 0), [state], **kw),
+    ]
+
+
+async def assert_every_write_fenced_out(store, rid, lease):
+    before = await store.dump_runtime(rid)
+    for call in every_write(store, rid, lease=lease):
+        with pytest.raises(FencedOut):
+            await call
+    assert await store.dump_runtime(rid) == before  # nothing written
+
+
+async def test_tokens_grow_with_every_new_owner(store):
+    a = await store.acquire_lease("rt", "worker-a", 30)
+    assert (a.runtime_id, a.owner, a.token) == ("rt", "worker-a", 1)
+    with pytest.raises(LeaseHeld) as held:
+        await store.acquire_lease("rt", "worker-b", 30)
+    assert held.value.holder == "worker-a" and 0 < held.value.remaining_ms <= 30_000
+    assert (await store.acquire_lease("rt", "worker-a", 30)).token == 1  # the holder again: same token
+    assert await store.release_lease(a)
+    assert not await store.release_lease(a)
+    b = await store.acquire_lease("rt", "worker-b", 30)
+    assert b.token == 2
+    assert (await store.current_lease("rt")).owner == "worker-b"
+    assert (await store.acquire_lease("other", "worker-a", 30)).token == 1  # per runtime
+
+
+async def test_fenced_writes_pass_while_the_lease_is_current(store):
+    lease = await store.acquire_lease("rt", "w", 30)
+    fenced = store.fenced(lease)
+    for call in every_write(fenced, "rt"):
+        await call
+    raw = await store.dump_runtime("rt")
+    assert (len(raw.inputs), len(raw.receipts), raw.state is not None) == (1, 2, True)
+    for call in every_write(store, "rt"):  # writes without a lease work as before
+        await call
+
+
+async def test_released_lease_fences_out_every_write(store):
+    lease = await store.acquire_lease("rt", "w", 30)
+    await store.persist_runtime_state("rt", RuntimeState.IDLE, lease=lease)
+    await store.release_lease(lease)
+    await assert_every_write_fenced_out(store, "rt", lease)
+    assert await store.load_runtime_state("rt") == RuntimeState.IDLE
+
+
+async def test_expired_lease_is_fenced_out_and_tokens_never_go_back(store):
+    lease = await store.acquire_lease("rt", "w", 0.15)
+    await asyncio.sleep(0.3)  # runs out on the store's clock
+    assert await store.current_lease("rt") is None
+    await assert_every_write_fenced_out(store, "rt", lease)
+    with pytest.raises(FencedOut):
+        await store.renew_lease(lease)
+    assert (await store.acquire_lease("rt", "next", 30)).token == 2
+
+
+async def test_renew_keeps_a_lease_alive_past_its_ttl(store):
+    lease = await store.acquire_lease("rt", "w", 0.4)
+    for _ in range(3):
+        await asyncio.sleep(0.2)
+        lease = await store.renew_lease(lease)
+    await store.persist_runtime_state("rt", RuntimeState.IDLE, lease=lease)
+    assert 0 < (await store.current_lease("rt")).ttl_ms <= 400
+
+
+async def test_steal_and_revoke_fence_out_the_holder_at_once(store):
+    a = await store.acquire_lease("rt", "a", 30)
+    b = await store.steal_lease("rt", "b", 30)
+    assert b.token == a.token + 1
+    await assert_every_write_fenced_out(store, "rt", a)
+    await store.persist_runtime_state("rt", RuntimeState.RUNNING, lease=b)
+    epoch = await store.revoke_lease("rt")
+    assert epoch == b.token + 1
+    assert await store.current_lease("rt") is None
+    await assert_every_write_fenced_out(store, "rt", b)
+    assert (await store.acquire_lease("rt", "c", 30)).token == epoch + 1
+
+
+async def test_lease_arguments_are_checked(store):
+    lease = await store.acquire_lease("rt", "w", 30)
+    with pytest.raises(ValueError, match="not 'other'"):
+        await store.persist_runtime_state("other", RuntimeState.IDLE, lease=lease)
+    with pytest.raises(TypeError):
+        await store.persist_runtime_state("rt", RuntimeState.IDLE, lease="1")
+    for ttl in (0, -1, float("nan"), 10**9):
+        with pytest.raises(ValueError):
+            await store.acquire_lease("rt", "w", ttl)
+    with pytest.raises(TypeError):
+        await store.acquire_lease("rt", "", 30)
+    forged = Lease("rt", "w", lease.token + 5, 30_000)
+    with pytest.raises(FencedOut):
+        await store.persist_runtime_state("rt", RuntimeState.IDLE, lease=forged)
+    assert isinstance(FencedOut("x"), WriteFailed)
+
+
+async def test_frozen_worker_never_interleaves_with_the_new_owner(store):
+    """Two workers fight over one runtime; A freezes past its lease. Every
+    later write of A is rejected and B's history stays intact."""
+    rid, run = "contested", RunId.new()
+    a = store.fenced(await store.acquire_lease(rid, "worker-a", 0.2))
+    await a.commit_session_boundary(rid, SessionDelta(session_json(1)), run, RunApplyBoundary.RUN_START, [], [])
+    await asyncio.sleep(0.35)  # A is frozen (GC pause, network stall) past its lease
+    b_lease = await store.acquire_lease(rid, "worker-b", 30)
+    b = store.fenced(b_lease)
+    b_inputs = [InputState.new_accepted(InputId.new()) for _ in range(3)]
+    receipts = []
+    for turn, state in enumerate(b_inputs, start=2):
+        receipts.append(await b.commit_session_boundary(
+            rid, SessionDelta(session_json(turn)), run, RunApplyBoundary.RUN_CHECKPOINT, [state.input_id], [state]))
+        for call in every_write(a, rid):  # A wakes up and carries on, interleaved with B
+            with pytest.raises(FencedOut):
+                await call
+    await b.atomic_lifecycle_commit(rid, RuntimeState.IDLE, [])
+    assert [r.sequence for r in receipts] == [1, 2, 3]
+    assert [s.input_id for s in await store.load_input_states(rid)] == [s.input_id for s in b_inputs]
+    assert await store.load_session_snapshot(rid) is not None
+    assert (await store.load_boundary_receipt(rid, run, 3)) == receipts[-1]
+    assert await store.load_boundary_receipt(rid, run, 4) is None
+    assert await store.load_runtime_state(rid) == RuntimeState.IDLE
+
+
+async def test_lease_keeper_renews_and_reports_loss(store):
+    lease = await store.acquire_lease("rt", "w", 0.3)
+    async with LeaseKeeper(store, lease) as keeper:
+        await asyncio.sleep(0.7)  # more than twice the ttl
+        keeper.check()
+        await store.persist_runtime_state("rt", RuntimeState.RUNNING, lease=keeper.lease)
+        await store.steal_lease("rt", "operator", 30)
+        await asyncio.wait_for(keeper.lost.wait(), timeout=2)
+        with pytest.raises(FencedOut, match="was lost"):
+            keeper.check()
+    assert (await store.current_lease("rt")).owner == "operator"  # not released by the loser
+    lease = await store.acquire_lease("rt2", "w", 5)
+    async with LeaseKeeper(store, lease):
+        pass
+    assert await store.current_lease("rt2") is None  # released on exit
