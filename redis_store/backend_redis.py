@@ -127,6 +127,8 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def _write(self, operation: str, script, keys: list, args: list, rid: str = ""):
         try:
+            if not self._scripts.loaded:
+                await self._scripts.preload()
             if self._wait[0]:
                 return await self._write_and_wait(operation, script, keys, args)
             return await script(keys=keys, args=args, client=self._client)
@@ -177,8 +179,12 @@ class RedisRuntimeStore(RuntimeStore):
         return WriteFailed(f"{operation} on {self._where}: {exc}")
 
     async def _read(self, operation: str, command):
+        """``await command()``, with errors mapped (a callable, so that nothing
+        is left unawaited when preloading the scripts fails)."""
         try:
-            return await command
+            if not self._scripts.loaded:
+                await self._scripts.preload()
+            return await command()
         except RedisError as exc:
             raise ReadFailed(f"{operation} on {self._where}: {type(exc).__name__}: {exc}") from exc
 
@@ -258,7 +264,7 @@ class RedisRuntimeStore(RuntimeStore):
     async def _lease_read(self, rid: str) -> tuple[str, int, int] | None:
         k = self._keys.runtime(rid)
         owner, token, remaining, _epoch = await self._read(
-            "current_lease", self._scripts.lease_read(keys=[k.lease, k.meta], args=[], client=self._client)
+            "current_lease", lambda: self._scripts.lease_read(keys=[k.lease, k.meta], args=[], client=self._client)
         )
         if not owner or not token or remaining < 0:
             return None
@@ -268,31 +274,31 @@ class RedisRuntimeStore(RuntimeStore):
         k = self._keys.runtime(rid)
         return await self._read(
             "load_input_states",
-            self._scripts.load_inputs(keys=[k.inputs, k.input_order], args=[], client=self._client),
+            lambda: self._scripts.load_inputs(keys=[k.inputs, k.input_order], args=[], client=self._client),
         )
 
     async def _load_input_state(self, rid: str, input_id: str) -> bytes | None:
         return await self._read(
-            "load_input_state", self._client.hget(self._keys.runtime(rid).inputs, input_id)
+            "load_input_state", lambda: self._client.hget(self._keys.runtime(rid).inputs, input_id)
         )
 
     async def _load_receipt(self, rid: str, run_id: str, sequence: int) -> bytes | None:
         return await self._read(
             "load_boundary_receipt",
-            self._client.hget(self._keys.runtime(rid).receipts, receipt_field(run_id, sequence)),
+            lambda: self._client.hget(self._keys.runtime(rid).receipts, receipt_field(run_id, sequence)),
         )
 
     async def _load_snapshot(self, rid: str) -> bytes | None:
-        return await self._read("load_session_snapshot", self._client.get(self._keys.runtime(rid).snapshot))
+        return await self._read("load_session_snapshot", lambda: self._client.get(self._keys.runtime(rid).snapshot))
 
     async def _load_runtime_state(self, rid: str) -> bytes | None:
-        return await self._read("load_runtime_state", self._client.get(self._keys.runtime(rid).state))
+        return await self._read("load_runtime_state", lambda: self._client.get(self._keys.runtime(rid).state))
 
     async def _list_runtimes(self, cursor: int, count: int) -> tuple[int, list[str]]:
         match = self._keys.meta_pattern()
         if not self._cluster:
             next_cursor, keys = await self._read(
-                "list_runtimes", self._client.scan(cursor=cursor, match=match, count=count)
+                "list_runtimes", lambda: self._client.scan(cursor=cursor, match=match, count=count)
             )
         else:  # SCAN each primary in turn; the cursor carries (node cursor, node index)
             primaries = sorted(self._client.get_primaries(), key=lambda node: node.name)
@@ -301,10 +307,10 @@ class RedisRuntimeStore(RuntimeStore):
                 return 0, []
             reply = await self._read(
                 "list_runtimes",
-                self._client.scan(cursor=node_cursor, match=match, count=count, target_nodes=primaries[index]),
+                lambda: self._client.scan(cursor=node_cursor, match=match, count=count, target_nodes=primaries[index]),
             )
-            node_next, keys = next(iter(reply.values())) if isinstance(reply, dict) else reply
-            node_next = int(node_next)
+            node_next, keys = reply  # redis-py gives ({node name: cursor}, keys)
+            node_next = int(next(iter(node_next.values())) if isinstance(node_next, dict) else node_next)
             if node_next:
                 next_cursor = node_next * _MAX_NODES + index
             else:
@@ -316,7 +322,7 @@ class RedisRuntimeStore(RuntimeStore):
         k = self._keys.runtime(rid)
         state, snapshot, order, inputs, receipts, run_seqs, meta = await self._read(
             "dump_runtime",
-            self._scripts.dump_runtime(
+            lambda: self._scripts.dump_runtime(
                 keys=[k.state, k.snapshot, k.input_order, k.inputs, k.receipts, k.run_seqs, k.meta], args=[], client=self._client
             ),
         )
@@ -342,5 +348,5 @@ class RedisRuntimeStore(RuntimeStore):
         pipe = self._client.pipeline(transaction=False)
         for key in k:
             pipe.memory_usage(key)
-        sizes = await self._read("memory_usage", pipe.execute())
+        sizes = await self._read("memory_usage", pipe.execute)
         return sum(size or 0 for size in sizes)

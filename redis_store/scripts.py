@@ -17,6 +17,8 @@ import hashlib
 from importlib import resources
 from pathlib import Path
 
+from redis.exceptions import ResponseError
+
 #: Every script the store runs, by name (file ``lua/<name>.lua``).
 SCRIPT_NAMES = (
     "commit_boundary",
@@ -65,6 +67,8 @@ class Scripts:
     """The store's scripts registered on one client (``script.<name>``)."""
 
     def __init__(self, client) -> None:
+        self._client = client
+        self.loaded = False
         self.commit_boundary = client.register_script(source("commit_boundary"))
         self.apply_receipt = client.register_script(source("apply_receipt"))
         self.lifecycle_commit = client.register_script(source("lifecycle_commit"))
@@ -75,3 +79,13 @@ class Scripts:
         self.lease_release = client.register_script(source("lease_release"))
         self.lease_revoke = client.register_script(source("lease_revoke"))
         self.lease_read = client.register_script(source("lease_read"))
+
+    async def preload(self) -> None:
+        """SCRIPT LOAD every script once (on Redis Cluster: on every primary),
+        so that a burst of first calls does not all hit NOSCRIPT at once."""
+        try:
+            for name in SCRIPT_NAMES:
+                await self._client.script_load(source(name))
+        except ResponseError:
+            pass  # e.g. no SCRIPT LOAD right: each call loads on NOSCRIPT instead
+        self.loaded = True

@@ -8,12 +8,13 @@ import uuid
 import fakeredis
 import pytest
 import redis.asyncio
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from redis_store import InMemoryRuntimeStore, RedisRuntimeStore
 
 from servers import HOW_TO_ENABLE, REQUIRE_ENV, ServerProcess, redis_binary, servers_required, valkey_binary
 
-BACKENDS = ["memory", "fakeredis", "redis", "valkey"]
+BACKENDS = ["memory", "fakeredis", "redis", "valkey", "cluster"]
 REAL = {"redis": redis_binary, "valkey": valkey_binary}
 
 
@@ -33,6 +34,17 @@ def redis_server():
     server = _server("redis")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_server():
+    """A real three-master Redis Cluster shared by the session."""
+    from topologies import require_topology_binaries, start_cluster
+
+    require_topology_binaries()
+    cluster = start_cluster(masters=3)
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +73,8 @@ class Backend:
     def client(self):
         if self._fake_server is not None:
             client = fakeredis.FakeAsyncRedis(server=self._fake_server)
+        elif self.name == "cluster":
+            client = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", port) for port in self.server.ports])
         else:
             client = redis.asyncio.Redis(host="127.0.0.1", port=self.server.port)
         self._opened.append(client)
@@ -78,7 +92,7 @@ class Backend:
 
 async def _backend(request):
     name = request.param
-    server = request.getfixturevalue(f"{name}_server") if name in REAL else None
+    server = request.getfixturevalue(f"{name}_server") if name != "memory" and name != "fakeredis" else None
     backend = Backend(name, server)
     yield backend
     await backend.close()
@@ -93,4 +107,4 @@ async def store(backend):
 
 
 #: Redis-protocol backends only, for tests of Redis behaviour.
-redis_backend = pytest.fixture(params=["fakeredis", "redis", "valkey"])(_backend)
+redis_backend = pytest.fixture(params=["fakeredis", "redis", "valkey", "cluster"])(_backend)

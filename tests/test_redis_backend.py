@@ -58,7 +58,7 @@ async def test_keys_are_exactly_the_documented_layout(redis_backend):
     store, raw = redis_backend.open(), redis_backend.client()
     await _all_writes(store, "rt-1")
     keys = KeyLayout(redis_backend.namespace).runtime("rt-1")
-    found = {k.decode() for k in await raw.keys(f"{redis_backend.namespace}:*")}
+    found = {k.decode() async for k in raw.scan_iter(match=f"{redis_backend.namespace}:*")}
     assert found | {keys.lease} == set(keys)  # the lease was released at the end
     assert keys.inputs == f"{redis_backend.namespace}:rt:{{rt-1}}:inputs"
 
