@@ -5,11 +5,12 @@
 -- KEYS[3] run_seqs     HASH    run_id -> largest sequence of that run
 -- KEYS[4] inputs       HASH    input_id -> input state envelope
 -- KEYS[5] input_order  LIST    input ids in first-stored order
--- KEYS[6] meta         HASH    layout version, fencing epoch; snapshot_receipt is
+-- KEYS[6] meta         HASH    layout version; snapshot_receipt is
 --                              dropped when a snapshot is written here
 -- KEYS[7] lease        HASH    owner, token of the live lease (expires)
 -- KEYS[8] commits      HASH    commit_id -> "<fingerprint> <sequence>"
 -- KEYS[9] commit_log   ZSET    commit_id scored by server time (ms) committed
+-- KEYS[10] fence       STRING  fencing epoch: the newest lease token (never deleted)
 -- ARGV[1] run_id
 -- ARGV[2] sequence (decimal integer, 0 <= seq < 2^53)
 -- ARGV[3] receipt envelope (complete)
@@ -23,7 +24,7 @@
 -- written) else 0}. Errors, raised before any write: BAD_ARGS, WRONGTYPE,
 -- COMMIT_ID_REUSED, FENCED_OUT, RECEIPT_CONFLICT, CORRUPT.
 
-local failed = common_checks(9, {'string', 'hash', 'hash', 'hash', 'list', 'hash', 'hash', 'hash', 'zset'})
+local failed = common_checks(9, {'string', 'hash', 'hash', 'hash', 'list', 'hash', 'hash', 'hash', 'zset', 'string'})
 if failed then
   return redis.error_reply(failed)
 end
@@ -38,7 +39,7 @@ end
 if earlier then
   return {earlier, 1}
 end
-local fenced = fence_error(KEYS[6], KEYS[7], ARGV[5])
+local fenced = fence_error(KEYS[10], KEYS[7], ARGV[5])
 if fenced then
   return redis.error_reply(fenced)
 end

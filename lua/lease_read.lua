@@ -1,6 +1,6 @@
 -- lease_read.lua: current_lease; the live lease and the fencing epoch.
 -- KEYS[1] lease        HASH    owner, token of the live lease (expires)
--- KEYS[2] meta         HASH    layout version, fencing epoch
+-- KEYS[2] fence        STRING  fencing epoch
 -- ARGV: none
 -- Reply: {owner or false, token or false, pttl ms, epoch or false}. Writes nothing.
 
@@ -8,5 +8,5 @@ return {
   redis.call('HGET', KEYS[1], 'owner'),
   redis.call('HGET', KEYS[1], 'token'),
   redis.call('PTTL', KEYS[1]),
-  redis.call('HGET', KEYS[2], 'epoch'),
+  redis.call('GET', KEYS[2]),
 }

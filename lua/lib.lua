@@ -82,12 +82,12 @@ end
 -- Fencing: a write carrying a lease token ('' = no lease) goes through only
 -- while that token is the live lease's and the runtime's current epoch.
 -- Expired or revoked leases fail here, before any write.
-local function fence_error(meta_key, lease_key, token)
+local function fence_error(fence_key, lease_key, token)
   if token == '' then
     return nil
   end
   local held = redis.call('HGET', lease_key, 'token')
-  local epoch = redis.call('HGET', meta_key, 'epoch')
+  local epoch = redis.call('GET', fence_key)
   if held ~= token or epoch ~= token then
     return 'FENCED_OUT lease token ' .. token .. ' is not current (epoch ' .. tostring(epoch) .. ')'
   end

@@ -3,18 +3,19 @@
 -- KEYS[1] state        STRING  runtime state envelope
 -- KEYS[2] inputs       HASH    input_id -> input state envelope
 -- KEYS[3] input_order  LIST    input ids in first-stored order
--- KEYS[4] meta         HASH    layout version, fencing epoch
+-- KEYS[4] meta         HASH    layout version
 -- KEYS[5] lease        HASH    owner, token of the live lease (expires)
+-- KEYS[6] fence        STRING  fencing epoch: the newest lease token (never deleted)
 -- ARGV[1] runtime state envelope, or "" to leave the runtime state as it is
 -- ARGV[2] lease token, or "" for a write without a lease
 -- ARGV[3..] pairs: input_id, input state envelope (complete)
 -- Reply: 1. Errors, raised before any write: BAD_ARGS, WRONGTYPE, FENCED_OUT.
 
-local failed = common_checks(3, {'string', 'hash', 'list', 'hash', 'hash'})
+local failed = common_checks(3, {'string', 'hash', 'list', 'hash', 'hash', 'string'})
 if failed then
   return redis.error_reply(failed)
 end
-local fenced = fence_error(KEYS[4], KEYS[5], ARGV[2])
+local fenced = fence_error(KEYS[6], KEYS[5], ARGV[2])
 if fenced then
   return redis.error_reply(fenced)
 end

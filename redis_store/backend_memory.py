@@ -34,7 +34,7 @@ def _now_ms() -> float:
 class _Runtime:
     __slots__ = (
         "state", "snapshot", "inputs", "receipts", "run_seqs", "snapshot_receipt",
-        "epoch", "lease", "commits",
+        "epoch", "lease", "commits", "marked",
     )
 
     def __init__(self) -> None:
@@ -47,6 +47,7 @@ class _Runtime:
         self.epoch = 0  # fencing epoch: never goes back
         self.lease: tuple[str, int, float] | None = None  # owner, token, expiry (ms, monotonic)
         self.commits: dict[str, tuple[str, int, float]] = {}  # commit id -> fingerprint, sequence, time
+        self.marked = False  # anything stored (Redis: the meta key exists)
 
     def upsert(self, inputs: EncodedInputs, suffix: bytes = b"") -> None:
         for input_id, value in inputs:
@@ -93,9 +94,11 @@ class InMemoryRuntimeStore(RuntimeStore):
         return f"InMemoryRuntimeStore(runtimes={len(self._runtimes)})"
 
     def _runtime(self, rid: str) -> _Runtime:
+        """The runtime, about to be written: it counts as existing from now on."""
         runtime = self._runtimes.get(rid)
         if runtime is None:
             runtime = self._runtimes[rid] = _Runtime()
+        runtime.marked = True
         return runtime
 
     async def _commit_boundary(
@@ -239,18 +242,29 @@ class InMemoryRuntimeStore(RuntimeStore):
             runtime = self._runtimes.get(rid)
             return runtime.state if runtime else None
 
+    async def _delete_runtime(self, rid: str, fence: str) -> bool:
+        with self._lock:
+            runtime = self._runtimes.get(rid)
+            if runtime is None:
+                (_Runtime()).check_fence(fence)
+                return False
+            runtime.check_fence(fence)
+            existed = runtime.marked
+            fresh = _Runtime()
+            fresh.epoch = runtime.epoch  # tokens never repeat
+            self._runtimes[rid] = fresh
+            return existed
+
     async def _list_runtimes(self, cursor: int, count: int) -> tuple[int, list[str]]:
         with self._lock:
-            ids = sorted(self._runtimes)
+            ids = sorted(rid for rid, runtime in self._runtimes.items() if runtime.marked)
         page = ids[cursor : cursor + count]
         return (cursor + count if cursor + count < len(ids) else 0), page
 
     async def _dump_runtime(self, rid: str) -> RawRuntime:
         with self._lock:
             runtime = self._runtimes.get(rid) or _Runtime()
-            meta = {"layout": "1"} if rid in self._runtimes else {}
-            if runtime.epoch:
-                meta["epoch"] = str(runtime.epoch)
+            meta = {"layout": "1"} if runtime.marked else {}
             if runtime.snapshot_receipt is not None:
                 meta["snapshot_receipt"] = runtime.snapshot_receipt
             return RawRuntime(

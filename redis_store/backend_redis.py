@@ -10,12 +10,13 @@ before its first write. Keys are laid out in ``keys``; values are encoded by
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError, TryAgainError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .contract import DEFAULT_COMMIT_ID_TTL, CommitTag, EncodedInputs, RawRuntime, RuntimeStore, sequence_exhausted
@@ -24,6 +25,11 @@ from .keys import KeyLayout, receipt_field
 from .scripts import Scripts
 from .urls import has_credentials, redact
 
+
+#: How long a refused command (TRYAGAIN, a demoted primary) is retried.
+REFUSAL_RETRY_SECONDS = 10.0
+#: redis-py's message when a Sentinel-managed primary answered READONLY.
+_DEMOTED = "previous master is now a slave"
 
 #: Cluster cursors of list_runtimes encode the node index below this.
 _MAX_NODES = 1024
@@ -125,13 +131,29 @@ class RedisRuntimeStore(RuntimeStore):
 
     # -- running commands, with errors mapped --
 
+    async def _retrying_refusals(self, attempt):
+        """``await attempt()``, again while the server refused it without
+        running it: TRYAGAIN (a cluster slot half-way through resharding) or
+        a Sentinel primary that just became a replica (READONLY)."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + REFUSAL_RETRY_SECONDS, 0.01
+        while True:
+            try:
+                if not self._scripts.loaded:
+                    await self._scripts.preload()
+                return await attempt()
+            except (TryAgainError, RedisConnectionError) as exc:
+                refused = isinstance(exc, TryAgainError) or _DEMOTED in str(exc)
+                if not refused or loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
     async def _write(self, operation: str, script, keys: list, args: list, rid: str = ""):
         try:
-            if not self._scripts.loaded:
-                await self._scripts.preload()
             if self._wait[0]:
-                return await self._write_and_wait(operation, script, keys, args)
-            return await script(keys=keys, args=args, client=self._client)
+                return await self._retrying_refusals(lambda: self._write_and_wait(operation, script, keys, args))
+            return await self._retrying_refusals(lambda: script(keys=keys, args=args, client=self._client))
         except ResponseError as exc:
             raise self._script_error(operation, exc, rid) from exc
         except (RedisConnectionError, RedisTimeoutError) as exc:
@@ -148,7 +170,7 @@ class RedisRuntimeStore(RuntimeStore):
         the replicas that acknowledged this connection's writes."""
         replicas, timeout_ms = self._wait
         pipe = self._client.pipeline(transaction=False)
-        script(keys=keys, args=args, client=pipe)
+        await script(keys=keys, args=args, client=pipe)  # queues EVALSHA on the pipeline
         pipe.execute_command("WAIT", replicas, timeout_ms)
         result, acknowledged = await pipe.execute(raise_on_error=False)
         if isinstance(result, Exception):
@@ -182,9 +204,7 @@ class RedisRuntimeStore(RuntimeStore):
         """``await command()``, with errors mapped (a callable, so that nothing
         is left unawaited when preloading the scripts fails)."""
         try:
-            if not self._scripts.loaded:
-                await self._scripts.preload()
-            return await command()
+            return await self._retrying_refusals(command)
         except RedisError as exc:
             raise ReadFailed(f"{operation} on {self._where}: {type(exc).__name__}: {exc}") from exc
 
@@ -209,7 +229,7 @@ class RedisRuntimeStore(RuntimeStore):
         sequence, _replayed = await self._write(
             "commit_session_boundary",
             self._scripts.commit_boundary,
-            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log],
+            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
             [run_id, snapshot, receipt_prefix, *self._commit_args(fence, commit), *_flat(inputs)],
         )
         return sequence
@@ -229,7 +249,7 @@ class RedisRuntimeStore(RuntimeStore):
         await self._write(
             "atomic_apply",
             self._scripts.apply_receipt,
-            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log],
+            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
             [run_id, sequence, receipt, b"" if snapshot is None else snapshot, *self._commit_args(fence, commit), *_flat(inputs)],
         )
 
@@ -238,14 +258,14 @@ class RedisRuntimeStore(RuntimeStore):
         await self._write(
             "lifecycle_commit",
             self._scripts.lifecycle_commit,
-            [k.state, k.inputs, k.input_order, k.meta, k.lease],
+            [k.state, k.inputs, k.input_order, k.meta, k.lease, k.fence],
             [b"" if state is None else state, fence, *_flat(inputs)],
         )
 
     async def _lease_acquire(self, rid: str, owner: str, ttl_ms: int, steal: bool) -> tuple[int, int]:
         k = self._keys.runtime(rid)
         token, granted = await self._write(
-            "acquire_lease", self._scripts.lease_acquire, [k.lease, k.meta], [owner, ttl_ms, "1" if steal else "0"], rid
+            "acquire_lease", self._scripts.lease_acquire, [k.lease, k.meta, k.fence], [owner, ttl_ms, "1" if steal else "0"], rid
         )
         return int(token), int(granted)
 
@@ -259,12 +279,20 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def _lease_revoke(self, rid: str) -> int:
         k = self._keys.runtime(rid)
-        return int(await self._write("revoke_lease", self._scripts.lease_revoke, [k.lease, k.meta], []))
+        return int(await self._write("revoke_lease", self._scripts.lease_revoke, [k.lease, k.meta, k.fence], []))
+
+    async def _delete_runtime(self, rid: str, fence: str) -> bool:
+        k = self._keys.runtime(rid)
+        others = [key for key in k if key not in (k.fence, k.lease)]
+        deleted = await self._write(
+            "delete_runtime", self._scripts.delete_runtime, [k.fence, k.lease, *others], [fence]
+        )
+        return bool(deleted)
 
     async def _lease_read(self, rid: str) -> tuple[str, int, int] | None:
         k = self._keys.runtime(rid)
         owner, token, remaining, _epoch = await self._read(
-            "current_lease", lambda: self._scripts.lease_read(keys=[k.lease, k.meta], args=[], client=self._client)
+            "current_lease", lambda: self._scripts.lease_read(keys=[k.lease, k.fence], args=[], client=self._client)
         )
         if not owner or not token or remaining < 0:
             return None

@@ -12,8 +12,9 @@ runtime's hash tag)::
     ns:rt:{tag}:lease        HASH    owner, token of the live lease; expires (PEXPIRE)
     ns:rt:{tag}:commits      HASH    commit_id -> "<fingerprint> <sequence>"; expires
     ns:rt:{tag}:commit_log   ZSET    commit_id by server time (ms); prunes commits
+    ns:rt:{tag}:fence        STRING  fencing epoch = newest lease token; never
+                                     deleted (delete_runtime keeps it), so tokens never repeat
     ns:rt:{tag}:meta         HASH    layout -> key layout version (1);
-                                     epoch -> fencing epoch (never goes back);
                                      snapshot_receipt -> "<run_id>:<sequence>" of the
                                      receipt minted with the stored snapshot (absent
                                      when atomic_apply wrote the snapshot)
@@ -64,6 +65,7 @@ class RuntimeKeys(NamedTuple):
     lease: str
     commits: str
     commit_log: str
+    fence: str
 
 
 def receipt_field(run_id: str, sequence: int) -> str:
@@ -105,6 +107,7 @@ class KeyLayout:
             lease=base + "lease",
             commits=base + "commits",
             commit_log=base + "commit_log",
+            fence=base + "fence",
         )
 
     def meta_pattern(self) -> str:

@@ -31,6 +31,7 @@ SCRIPT_NAMES = (
     "lease_release",
     "lease_revoke",
     "lease_read",
+    "delete_runtime",
 )
 _LIB = "lib"
 
@@ -79,6 +80,7 @@ class Scripts:
         self.lease_release = client.register_script(source("lease_release"))
         self.lease_revoke = client.register_script(source("lease_revoke"))
         self.lease_read = client.register_script(source("lease_read"))
+        self.delete_runtime = client.register_script(source("delete_runtime"))
 
     async def preload(self) -> None:
         """SCRIPT LOAD every script once (on Redis Cluster: on every primary),

@@ -168,3 +168,28 @@ async def test_lease_keeper_renews_and_reports_loss(store):
     async with LeaseKeeper(store, lease):
         pass
     assert await store.current_lease("rt2") is None  # released on exit
+
+
+async def test_delete_runtime_removes_everything_but_the_epoch(store):
+    lease = await store.acquire_lease("rt", "w", 30)
+    for call in every_write(store.fenced(lease), "rt"):
+        await call
+    await store.commit_session_boundary("rt", delta(1), RunId.new(), RunApplyBoundary.RUN_START, [], [], commit_id="c1")
+    stale = await store.steal_lease("rt", "operator", 30)
+    await store.revoke_lease("rt")
+    with pytest.raises(FencedOut):  # a fenced delete needs a current lease
+        await store.delete_runtime("rt", lease=stale)
+    assert await store.load_runtime_state("rt") is not None
+    assert await store.delete_runtime("rt") is True
+    assert await store.load_input_states("rt") == []
+    assert await store.load_session_snapshot("rt") is None
+    assert await store.load_runtime_state("rt") is None
+    assert await store.current_lease("rt") is None
+    raw = await store.dump_runtime("rt")
+    assert (raw.inputs, raw.receipts, raw.run_seqs, raw.meta) == ({}, {}, {}, {})
+    assert "rt" not in (await store.list_runtimes(0, 1000))[1]
+    assert (await store.acquire_lease("rt", "next", 30)).token == stale.token + 2  # never repeats
+    assert await store.delete_runtime("never-was") is False
+    # the commit id was forgotten with the runtime: it commits anew
+    receipt = await store.commit_session_boundary("rt", delta(1), RunId.new(), RunApplyBoundary.RUN_START, [], [], commit_id="c1")
+    assert receipt.sequence == 0

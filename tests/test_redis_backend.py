@@ -107,7 +107,7 @@ def test_scripts_are_plain_lua_and_touch_only_their_keys():
         # Every key a command names comes from KEYS (or a lib parameter
         # holding a KEYS entry): no key names are built inside Lua.
         for key in re.findall(r"redis\.call\('\w+',\s*([^,)]+)", code):
-            assert key.startswith("KEYS[") or key in ("inputs_key", "order_key", "seqs_key", "meta_key", "lease_key", "commits_key", "log_key"), (name, key)
+            assert key.startswith("KEYS[") or key in ("inputs_key", "order_key", "seqs_key", "meta_key", "lease_key", "commits_key", "log_key", "fence_key", "unpack(KEYS"), (name, key)
 
 
 async def test_foreign_value_of_wrong_type_fails_before_any_write(redis_backend):
