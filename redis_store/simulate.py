@@ -2,7 +2,8 @@
 runtime lifecycles against a store, then verifying everything it wrote.
 
 Each runtime belongs to one worker (runtime ``i`` to worker ``i % workers``)
-and lives through: initializing -> idle; per turn, an input accepted,
+and lives through, under that worker's lease (every write fenced, every
+commit with an id): initializing -> idle; per turn, an input accepted,
 queued and staged, a run with two boundary commits (run start with the
 user's message and a tool call; checkpoint with the tool result and the
 answer) on a growing Session snapshot, the input consumed, back to idle;
@@ -25,6 +26,7 @@ from typing import Any, Callable
 
 from .contract import RuntimeStore
 from .ids import InputId, RunId, SessionId
+from .lease import LeaseKeeper
 from .registry import open_store
 from .timestamps import Timestamp
 from .types import (
@@ -37,14 +39,8 @@ from .types import (
     SessionDelta,
 )
 
-#: Operations timed, in lifecycle order.
-OPERATIONS = (
-    "persist_runtime_state",
-    "atomic_lifecycle_commit",
-    "persist_input_state",
-    "commit_session_boundary",
-    "load_input_states",
-)
+#: Lease each worker holds on the runtime it drives, seconds (renewed every third).
+LEASE_TTL = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +130,7 @@ class Worker:
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.errors: list[str] = []
         self.progress = progress
+        self.owner = f"sim-worker-{os.getpid()}-{worker}"
 
     async def timed(self, operation: str, call):
         started = time.perf_counter()
@@ -142,7 +139,15 @@ class Worker:
         return result
 
     async def run_runtime(self, index: int) -> None:
-        rid, store, plan = self.plan.runtime_id(index), self.store, self.plan
+        """Own the runtime through a lease (renewed in the background) for
+        the whole lifecycle: every write is fenced, every commit has an id."""
+        rid = self.plan.runtime_id(index)
+        lease = await self.timed("acquire_lease", self.store.acquire_lease(rid, self.owner, LEASE_TTL))
+        async with LeaseKeeper(self.store, lease) as keeper:
+            await self.lifecycle(rid, self.store.fenced(keeper.lease), keeper)
+
+    async def lifecycle(self, rid: str, store, keeper: LeaseKeeper) -> None:
+        plan = self.plan
         session = Session(self.rng, plan.session_kb * 1024 // max(1, plan.turns))
         await self.timed("persist_runtime_state", store.persist_runtime_state(rid, RuntimeState.INITIALIZING))
         await self.timed("atomic_lifecycle_commit", store.atomic_lifecycle_commit(rid, RuntimeState.IDLE, []))
@@ -159,11 +164,13 @@ class Worker:
             session.ask(turn)
             state = _move(state, InputLifecycleState.APPLIED, "applied at run start")
             await self.timed("commit_session_boundary", store.commit_session_boundary(
-                rid, session.snapshot(turn), run_id, RunApplyBoundary.RUN_START, [state.input_id], [state]))
+                rid, session.snapshot(turn), run_id, RunApplyBoundary.RUN_START, [state.input_id], [state],
+                commit_id=f"{run_id}:start"))
             session.answer(turn)
             state = _move(state, InputLifecycleState.APPLIED_PENDING_CONSUMPTION, "run checkpoint")
             receipt = await self.timed("commit_session_boundary", store.commit_session_boundary(
-                rid, session.snapshot(turn), run_id, RunApplyBoundary.RUN_CHECKPOINT, [state.input_id], [state]))
+                rid, session.snapshot(turn), run_id, RunApplyBoundary.RUN_CHECKPOINT, [state.input_id], [state],
+                commit_id=f"{run_id}:checkpoint"))
             state = dataclasses.replace(
                 _move(state, InputLifecycleState.CONSUMED, "run completed"),
                 terminal_outcome=ConsumedOutcome(),
@@ -173,6 +180,7 @@ class Worker:
             inputs = await self.timed("load_input_states", store.load_input_states(rid))
             inputs = [state if s.input_id == state.input_id else s for s in inputs]
             await self.timed("atomic_lifecycle_commit", store.atomic_lifecycle_commit(rid, RuntimeState.IDLE, inputs))
+            keeper.check()
             self.progress(2)
         await self.timed("atomic_lifecycle_commit", store.atomic_lifecycle_commit(rid, RuntimeState.RETIRED, []))
         await self.timed("atomic_lifecycle_commit", store.atomic_lifecycle_commit(rid, RuntimeState.STOPPED, []))
