@@ -3,18 +3,18 @@
 -- KEYS[1] inputs       HASH    input_id -> input state envelope
 -- KEYS[2] input_order  LIST    input ids in first-stored order
 -- ARGV: none
--- Reply: array of input state envelopes (an id with no value gives nil,
--- which the caller reports as corruption). Writes nothing.
+-- Reply: {ids, values}: the ids in order and their envelopes (an id with no
+-- value gives false, which the caller reports as corruption). Writes nothing.
 
 local ids = redis.call('LRANGE', KEYS[2], 0, -1)
-local out = {}
+local values = {}
 -- HMGET in chunks: unpack() of a very long list overflows Lua's C stack.
 local CHUNK = 1000
 for first = 1, #ids, CHUNK do
   local last = math.min(first + CHUNK - 1, #ids)
-  local values = redis.call('HMGET', KEYS[1], unpack(ids, first, last))
-  for i = 1, #values do
-    out[#out + 1] = values[i]
+  local chunk = redis.call('HMGET', KEYS[1], unpack(ids, first, last))
+  for i = 1, #chunk do
+    values[#values + 1] = chunk[i]
   end
 end
-return out
+return {ids, values}

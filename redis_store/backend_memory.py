@@ -15,12 +15,12 @@ import time
 
 from .codec import seq_suffix
 from .contract import (
-    DEFAULT_COMMIT_ID_TTL,
     MAX_SEQUENCE,
     CommitTag,
     EncodedInputs,
     RawRuntime,
     RuntimeStore,
+    StoreOptions,
     sequence_exhausted,
 )
 from .errors import CommitIdReused, FencedOut, LeaseHeld, ReceiptConflict
@@ -85,8 +85,9 @@ class _Runtime:
 
 
 class InMemoryRuntimeStore(RuntimeStore):
-    def __init__(self, *, commit_id_ttl: float = DEFAULT_COMMIT_ID_TTL) -> None:
-        self._set_commit_id_ttl(commit_id_ttl)
+    def __init__(self, **options) -> None:
+        """``options``: the ``StoreOptions`` fields (commit_id_ttl, size limits)."""
+        self.options = StoreOptions(**options)
         self._lock = threading.Lock()
         self._runtimes: dict[str, _Runtime] = {}
 
@@ -217,10 +218,10 @@ class InMemoryRuntimeStore(RuntimeStore):
     # Reads take the lock too: a dict must not be iterated while another
     # thread resizes it.
 
-    async def _load_input_states(self, rid: str) -> list[bytes]:
+    async def _load_input_states(self, rid: str) -> list[tuple[str, bytes | None]]:
         with self._lock:
             runtime = self._runtimes.get(rid)
-            return list(runtime.inputs.values()) if runtime else []
+            return list(runtime.inputs.items()) if runtime else []
 
     async def _load_input_state(self, rid: str, input_id: str) -> bytes | None:
         with self._lock:

@@ -16,10 +16,10 @@ from typing import Any
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError, TryAgainError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError, TryAgainError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .contract import DEFAULT_COMMIT_ID_TTL, CommitTag, EncodedInputs, RawRuntime, RuntimeStore, sequence_exhausted
+from .contract import CommitTag, EncodedInputs, RawRuntime, RuntimeStore, StoreOptions, sequence_exhausted
 from .errors import CommitIdReused, FencedOut, InternalError, LeaseHeld, ReadFailed, ReceiptConflict, WriteFailed
 from .keys import KeyLayout, receipt_field
 from .scripts import Scripts
@@ -60,15 +60,16 @@ class RedisRuntimeStore(RuntimeStore):
         namespace: str = "meerkat",
         *,
         close_client: bool = False,
-        commit_id_ttl: float = DEFAULT_COMMIT_ID_TTL,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
+        **options: Any,
     ) -> None:
         """``client``: a ``redis.asyncio.Redis`` (also from a Sentinel's
         ``master_for``), a ``redis.asyncio.RedisCluster``, or fakeredis's
         async client. ``wait_replicas=N`` makes every write wait (WAIT, on the
         write's own connection) until N replicas acknowledged it, for at most
-        ``wait_timeout`` seconds, and fail with ``WriteFailed`` otherwise."""
+        ``wait_timeout`` seconds, and fail with ``WriteFailed`` otherwise.
+        ``options``: the ``StoreOptions`` fields (commit_id_ttl, size limits)."""
         pool = getattr(client, "connection_pool", None)
         encoder = getattr(client, "encoder", None)
         if getattr(pool, "connection_kwargs", {}).get("decode_responses") or getattr(encoder, "decode_responses", False):
@@ -85,7 +86,7 @@ class RedisRuntimeStore(RuntimeStore):
             raise ValueError(f"wait_timeout must be positive, got {wait_timeout!r}")
         self._wait = (wait_replicas, max(1, int(wait_timeout * 1000)))
         self._keys = KeyLayout(namespace)
-        self._set_commit_id_ttl(commit_id_ttl)
+        self.options = StoreOptions(**options)
         self._client = client
         self._scripts = Scripts(client)
         self._close_client = close_client
@@ -97,23 +98,33 @@ class RedisRuntimeStore(RuntimeStore):
         url: str,
         namespace: str = "meerkat",
         *,
-        commit_id_ttl: float = DEFAULT_COMMIT_ID_TTL,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
+        commit_id_ttl: float = StoreOptions.commit_id_ttl,
+        max_snapshot_bytes: int = StoreOptions.max_snapshot_bytes,
+        max_inputs_per_call: int = StoreOptions.max_inputs_per_call,
         **client_options: Any,
     ) -> "RedisRuntimeStore":
         """Open a client for ``url`` (redis://, rediss://, unix://) that this
-        store owns and closes in ``aclose``."""
+        store owns and closes in ``aclose``. Unless given, the client gets
+        5 s socket timeouts (no call hangs) and a pool of at most 64
+        connections that callers wait up to 10 s for (``max_connections``,
+        ``pool_timeout``) instead of failing under heavy concurrency."""
         client_options["decode_responses"] = False
+        client_options.setdefault("socket_timeout", 5.0)
+        client_options.setdefault("socket_connect_timeout", 5.0)
+        client_options.setdefault("max_connections", 64)
+        client_options["timeout"] = client_options.pop("pool_timeout", 10.0)
         try:
-            client = redis.asyncio.from_url(url, **client_options)
+            pool = redis.asyncio.BlockingConnectionPool.from_url(url, **client_options)
+            client = redis.asyncio.Redis.from_pool(pool)  # the client owns (and closes) the pool
         except ValueError as exc:
             # redis-py's message may quote part of a mis-encoded password.
             reason = "check its form; percent-encode special characters in the password" if has_credentials(url) else str(exc)
             raise ValueError(f"cannot use Redis URL {redact(url)!r}: {reason}") from None
         store = cls(
-            client, namespace, close_client=True, commit_id_ttl=commit_id_ttl,
-            wait_replicas=wait_replicas, wait_timeout=wait_timeout,
+            client, namespace, close_client=True, wait_replicas=wait_replicas, wait_timeout=wait_timeout,
+            commit_id_ttl=commit_id_ttl, max_snapshot_bytes=max_snapshot_bytes, max_inputs_per_call=max_inputs_per_call,
         )
         store._where = redact(url)
         return store
@@ -198,6 +209,14 @@ class RedisRuntimeStore(RuntimeStore):
             return sequence_exhausted(detail.split()[1])
         if code == "BAD_ARGS":  # the Python side built a malformed call: a bug
             return InternalError(f"{operation}: script refused its input: {exc}")
+        if code == "OOM" or "OOM command not allowed" in str(exc):
+            return WriteFailed(
+                f"{operation} on {self._where}: Redis is out of memory (maxmemory reached under "
+                f"maxmemory-policy noeviction); nothing was written. Free memory or raise maxmemory. ({exc})"
+            )
+        if code == "NOPERM" or isinstance(exc, NoPermissionError):
+            return WriteFailed(f"{operation} on {self._where}: the Redis user lacks a permission the store needs "
+                               f"(see the README's ACL rule): {exc}")
         return WriteFailed(f"{operation} on {self._where}: {exc}")
 
     async def _read(self, operation: str, command):
@@ -298,12 +317,13 @@ class RedisRuntimeStore(RuntimeStore):
             return None
         return owner.decode(), int(token), int(remaining)
 
-    async def _load_input_states(self, rid: str) -> list[bytes]:
+    async def _load_input_states(self, rid: str) -> list[tuple[str, bytes | None]]:
         k = self._keys.runtime(rid)
-        return await self._read(
+        ids, values = await self._read(
             "load_input_states",
             lambda: self._scripts.load_inputs(keys=[k.inputs, k.input_order], args=[], client=self._client),
         )
+        return [(input_id.decode(), value) for input_id, value in zip(ids, values)]
 
     async def _load_input_state(self, rid: str, input_id: str) -> bytes | None:
         return await self._read(

@@ -58,6 +58,32 @@ EncodedInputs = list[tuple[str, bytes]]
 
 #: How long commit ids are remembered by default: a day.
 DEFAULT_COMMIT_ID_TTL = 24 * 3600.0
+#: Longest runtime id, in UTF-8 bytes (meerkat uses 36-character UUIDs).
+MAX_RUNTIME_ID_BYTES = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreOptions:
+    """What every backend is configured with (keyword arguments of the
+    backends' constructors and ``open_store``, or ``?name=`` in the URL).
+
+    Size limits are checked before anything is sent: a too-large snapshot or
+    batch gets a ValueError naming the limit instead of a Redis call that
+    would block the server for everyone."""
+
+    commit_id_ttl: float = DEFAULT_COMMIT_ID_TTL  # seconds a commit id is remembered
+    max_snapshot_bytes: int = 32 * 1024 * 1024
+    max_inputs_per_call: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("commit_id_ttl", "max_snapshot_bytes", "max_inputs_per_call"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+    @property
+    def commit_id_ttl_ms(self) -> int:
+        return max(1, int(self.commit_id_ttl * 1000))
 
 
 class CommitTag(NamedTuple):
@@ -98,9 +124,11 @@ def runtime_key(runtime_id: object) -> str:
     if not text:
         raise ValueError("runtime_id must not be empty")
     try:
-        text.encode("utf-8")
+        size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
         raise ValueError(f"runtime_id is not valid Unicode text: {exc}") from exc
+    if size > MAX_RUNTIME_ID_BYTES:
+        raise ValueError(f"runtime_id is {size} bytes of UTF-8; at most {MAX_RUNTIME_ID_BYTES} are allowed")
     return text
 
 
@@ -216,13 +244,32 @@ class RuntimeStore(abc.ABC):
     """Durable control-plane state of meerkat runtimes (see module doc)."""
 
     _closed = False
-    #: How long commit ids are remembered, ms (backends take ``commit_id_ttl`` seconds).
-    commit_id_ttl_ms = int(DEFAULT_COMMIT_ID_TTL * 1000)
+    options = StoreOptions()
 
-    def _set_commit_id_ttl(self, seconds: float) -> None:
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds > 0:
-            raise ValueError(f"commit_id_ttl must be a positive number of seconds, got {seconds!r}")
-        self.commit_id_ttl_ms = max(1, int(seconds * 1000))
+    @property
+    def commit_id_ttl_ms(self) -> int:
+        return self.options.commit_id_ttl_ms
+
+    def _check_batch(self, name: str, wires: list[dict]) -> None:
+        if len(wires) > self.options.max_inputs_per_call:
+            raise ValueError(
+                f"{name} holds {len(wires)} input states; this store takes at most "
+                f"{self.options.max_inputs_per_call} per call (max_inputs_per_call)"
+            )
+        seen: set[str] = set()
+        for wire in wires:
+            if wire["input_id"] in seen:
+                raise ValueError(f"{name} names input {wire['input_id']} twice; send each input once per call")
+            seen.add(wire["input_id"])
+
+    def _summary(self, delta: SessionDelta):
+        size = len(delta.session_snapshot)
+        if size > self.options.max_snapshot_bytes:
+            raise ValueError(
+                f"session snapshot is {size} bytes; this store takes at most "
+                f"{self.options.max_snapshot_bytes} (max_snapshot_bytes)"
+            )
+        return _session_summary(delta)
 
     # ---- writes ----
 
@@ -255,10 +302,11 @@ class RuntimeStore(abc.ABC):
         for i, input_id in enumerate(contributing):
             _check(f"contributing_input_ids[{i}]", input_id, InputId)
         wires = _input_wires("input_updates", input_updates)
+        self._check_batch("input_updates", wires)
         for wire in wires:  # the backend appends last_boundary_sequence
             wire["last_run_id"] = str(run_id)
         fence = _fence(rid, lease)
-        summary = _session_summary(session_delta)
+        summary = self._summary(session_delta)
         receipt = RunBoundaryReceipt(
             run_id=run_id,
             boundary=boundary,
@@ -299,10 +347,11 @@ class RuntimeStore(abc.ABC):
             _check("session_store_key", session_store_key, SessionId)
         receipt_wire = _receipt_wire(receipt)
         wires = _input_wires("input_updates", input_updates)
+        self._check_batch("input_updates", wires)
         fence = _fence(rid, lease)
         snapshot = None
         if session_delta is not None:
-            summary = _session_summary(session_delta)
+            summary = self._summary(session_delta)
             if session_store_key is not None and summary.session_id != str(session_store_key):
                 raise SessionKeyMismatch(str(session_store_key), summary.session_id)
             snapshot = codec.encode_snapshot(session_delta.session_snapshot)
@@ -345,6 +394,7 @@ class RuntimeStore(abc.ABC):
         rid = runtime_key(runtime_id)
         _check("runtime_state", runtime_state, RuntimeState)
         wires = _input_wires("input_states", input_states)
+        self._check_batch("input_states", wires)
         inputs = _encode_inputs("input_states", wires, codec.encode_input_state)
         fence = _fence(rid, lease)
         self._ensure_open(WriteFailed)
@@ -408,13 +458,31 @@ class RuntimeStore(abc.ABC):
     # ---- reads ----
 
     async def load_input_states(self, runtime_id: LogicalRuntimeId | str) -> list[InputState]:
-        """All input states of the runtime, in first-stored order."""
+        """All input states of the runtime, in first-stored order. A row that
+        cannot be read fails the call with ``ReadFailed`` naming the runtime
+        and the input; ``load_readable_input_states`` returns the others."""
+        states, unreadable = await self.load_readable_input_states(runtime_id)
+        if unreadable:
+            raise unreadable[0]
+        return states
+
+    async def load_readable_input_states(
+        self, runtime_id: LogicalRuntimeId | str
+    ) -> tuple[list[InputState], list[ReadFailed]]:
+        """Every readable input state (first-stored order), and a ``ReadFailed``
+        naming each row that could not be read."""
         rid = runtime_key(runtime_id)
         self._ensure_open(ReadFailed)
-        values = await self._load_input_states(rid)
-        if any(value is None for value in values):
-            raise ReadFailed(f"runtime {rid!r}: an input id is listed in input_order but has no state")
-        return [_decode(rid, "input state", codec.decode_input_state, v) for v in values]
+        states, unreadable = [], []
+        for input_id, value in await self._load_input_states(rid):
+            if value is None:
+                unreadable.append(ReadFailed(f"runtime {rid!r}: input {input_id} is listed in input_order but has no state"))
+                continue
+            try:
+                states.append(codec.decode_input_state(value))
+            except codec.DecodeError as exc:
+                unreadable.append(ReadFailed(f"runtime {rid!r}: input {input_id}: stored input state is unreadable: {exc}"))
+        return states, unreadable
 
     async def load_input_state(
         self, runtime_id: LogicalRuntimeId | str, input_id: InputId
@@ -554,7 +622,8 @@ class RuntimeStore(abc.ABC):
         """(owner, token, remaining ms) of the live lease, or None."""
 
     @abc.abstractmethod
-    async def _load_input_states(self, rid: str) -> list[bytes]: ...
+    async def _load_input_states(self, rid: str) -> list[tuple[str, bytes | None]]:
+        """(input id, stored value or None) in first-stored order."""
 
     @abc.abstractmethod
     async def _load_input_state(self, rid: str, input_id: str) -> bytes | None: ...

@@ -26,7 +26,14 @@ def has_credentials(url: str) -> bool:
 
 
 #: Store options a URL may carry in its query, and how to read them.
-STORE_OPTIONS = {"namespace": str, "commit_id_ttl": float, "wait_replicas": int, "wait_timeout": float}
+STORE_OPTIONS = {
+    "namespace": str,
+    "commit_id_ttl": float,
+    "max_snapshot_bytes": int,
+    "max_inputs_per_call": int,
+    "wait_replicas": int,
+    "wait_timeout": float,
+}
 
 
 def pop_store_options(url: str) -> tuple[str, dict]:

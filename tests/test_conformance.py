@@ -301,11 +301,19 @@ async def test_inputs_load_in_first_stored_order_through_every_write(store):
     assert loaded[3].last_boundary_sequence == 1
 
 
-async def test_same_input_twice_in_one_batch_last_wins(store):
+async def test_same_input_twice_in_one_batch_is_refused(store):
+    # meerkat lets the last one win; a batch naming an input twice is almost
+    # always a caller's bug, so this contract refuses it (issue 5).
     a = InputState.new_accepted(InputId.new())
     b = dataclasses.replace(a, current_state=InputLifecycleState.QUEUED)
-    await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [a, b])
-    assert await store.load_input_states("rt") == [b]
+    for call in (
+        lambda: store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [a, b]),
+        lambda: store.commit_session_boundary("rt", delta(1), RunId.new(), RunApplyBoundary.RUN_START, [], [a, b]),
+        lambda: store.atomic_apply("rt", None, make_receipt(RunId.new(), 0), [a, b]),
+    ):
+        with pytest.raises(ValueError, match=f"names input {a.input_id} twice"):
+            await call()
+    await assert_untouched(store, "rt")
 
 
 async def test_many_inputs_keep_order(store):

@@ -100,7 +100,7 @@ async def _trace(store, ops) -> list:
     for op in ops:
         try:
             results.append(("ok", await _run(store, op)))
-        except RuntimeStoreError as exc:
+        except (RuntimeStoreError, ValueError, TypeError) as exc:  # e.g. an input twice in a batch
             results.append(("error", type(exc).__name__))
     return results
 
