@@ -16,7 +16,14 @@ from typing import Any
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoPermissionError, RedisError, ResponseError, TryAgainError
+from redis.exceptions import (
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .contract import CommitTag, EncodedInputs, RawRuntime, RuntimeStore, StoreOptions, sequence_exhausted
@@ -144,8 +151,9 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def _retrying_refusals(self, attempt):
         """``await attempt()``, again while the server refused it without
-        running it: TRYAGAIN (a cluster slot half-way through resharding) or
-        a Sentinel primary that just became a replica (READONLY)."""
+        running it: TRYAGAIN (a cluster slot half-way through resharding),
+        NOSCRIPT again right after reloading (SCRIPT FLUSH racing us), or a
+        Sentinel primary that just became a replica (READONLY)."""
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + REFUSAL_RETRY_SECONDS, 0.01
         while True:
@@ -153,8 +161,8 @@ class RedisRuntimeStore(RuntimeStore):
                 if not self._scripts.loaded:
                     await self._scripts.preload()
                 return await attempt()
-            except (TryAgainError, RedisConnectionError) as exc:
-                refused = isinstance(exc, TryAgainError) or _DEMOTED in str(exc)
+            except (TryAgainError, NoScriptError, RedisConnectionError) as exc:
+                refused = isinstance(exc, (TryAgainError, NoScriptError)) or _DEMOTED in str(exc)
                 if not refused or loop.time() + delay > deadline:
                     raise
                 await asyncio.sleep(delay)
@@ -209,7 +217,9 @@ class RedisRuntimeStore(RuntimeStore):
             return sequence_exhausted(detail.split()[1])
         if code == "BAD_ARGS":  # the Python side built a malformed call: a bug
             return InternalError(f"{operation}: script refused its input: {exc}")
-        if code == "OOM" or "OOM command not allowed" in str(exc):
+        # Redis refuses a script's first write when over maxmemory, and lets a
+        # script that has written finish: an OOM never splits a commit.
+        if isinstance(exc, OutOfMemoryError) or "command not allowed when used memory" in str(exc):
             return WriteFailed(
                 f"{operation} on {self._where}: Redis is out of memory (maxmemory reached under "
                 f"maxmemory-policy noeviction); nothing was written. Free memory or raise maxmemory. ({exc})"
