@@ -17,7 +17,9 @@ import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
+    AuthenticationError,
     NoPermissionError,
+    RedisClusterException,
     NoScriptError,
     OutOfMemoryError,
     RedisError,
@@ -44,6 +46,21 @@ _MAX_NODES = 1024
 
 def _flat(inputs: EncodedInputs) -> list:
     return [part for pair in inputs for part in pair]
+
+
+def client_from_url(url: str, client_options: dict) -> Any:
+    """A redis.asyncio client for a redis://, rediss:// or unix:// URL; a
+    malformed URL raises ValueError without any part of its password."""
+    reason = None
+    try:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(url, **client_options)
+    except (ValueError, TypeError) as exc:
+        # redis-py's message may quote part of a mis-encoded password: drop it,
+        # and raise outside this block so it is not kept as __context__ either.
+        reason = "check its form; percent-encode special characters in the password" if has_credentials(url) else str(exc)
+    if reason is not None:
+        raise ValueError(f"cannot use Redis URL {redact(url)!r}: {reason}")
+    return redis.asyncio.Redis.from_pool(pool)  # the client owns (and closes) the pool
 
 
 def _describe(client: Any) -> str:
@@ -122,13 +139,7 @@ class RedisRuntimeStore(RuntimeStore):
         client_options.setdefault("socket_connect_timeout", 5.0)
         client_options.setdefault("max_connections", 64)
         client_options["timeout"] = client_options.pop("pool_timeout", 10.0)
-        try:
-            pool = redis.asyncio.BlockingConnectionPool.from_url(url, **client_options)
-            client = redis.asyncio.Redis.from_pool(pool)  # the client owns (and closes) the pool
-        except ValueError as exc:
-            # redis-py's message may quote part of a mis-encoded password.
-            reason = "check its form; percent-encode special characters in the password" if has_credentials(url) else str(exc)
-            raise ValueError(f"cannot use Redis URL {redact(url)!r}: {reason}") from None
+        client = client_from_url(url, client_options)
         store = cls(
             client, namespace, close_client=True, wait_replicas=wait_replicas, wait_timeout=wait_timeout,
             commit_id_ttl=commit_id_ttl, max_snapshot_bytes=max_snapshot_bytes, max_inputs_per_call=max_inputs_per_call,
@@ -175,23 +186,25 @@ class RedisRuntimeStore(RuntimeStore):
             return await self._retrying_refusals(lambda: script(keys=keys, args=args, client=self._client))
         except ResponseError as exc:
             raise self._script_error(operation, exc, rid) from exc
+        except AuthenticationError as exc:  # refused at connect: nothing was sent
+            raise WriteFailed(f"{operation} on {self._where}: AuthenticationError: {exc}; nothing was written") from exc
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise WriteFailed(
                 f"{operation} on {self._where}: {type(exc).__name__}: {exc}. The outcome is "
                 "unknown: the script may have run before the connection failed; retry with "
                 "the same commit_id, or load the state to check"
             ) from exc
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise WriteFailed(f"{operation} on {self._where}: {type(exc).__name__}: {exc}") from exc
 
     async def _write_and_wait(self, operation: str, script, keys: list, args: list):
         """The script, then WAIT, pipelined on one connection: WAIT counts
         the replicas that acknowledged this connection's writes."""
         replicas, timeout_ms = self._wait
-        pipe = self._client.pipeline(transaction=False)
-        await script(keys=keys, args=args, client=pipe)  # queues EVALSHA on the pipeline
-        pipe.execute_command("WAIT", replicas, timeout_ms)
-        result, acknowledged = await pipe.execute(raise_on_error=False)
+        async with self._client.pipeline(transaction=False) as pipe:  # its connection goes back, whatever happens
+            await script(keys=keys, args=args, client=pipe)  # queues EVALSHA on the pipeline
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            result, acknowledged = await pipe.execute(raise_on_error=False)
         if isinstance(result, Exception):
             raise result
         if isinstance(acknowledged, Exception) or acknowledged < replicas:
@@ -234,7 +247,7 @@ class RedisRuntimeStore(RuntimeStore):
         is left unawaited when preloading the scripts fails)."""
         try:
             return await self._retrying_refusals(command)
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise ReadFailed(f"{operation} on {self._where}: {type(exc).__name__}: {exc}") from exc
 
     # -- primitives --
@@ -403,8 +416,8 @@ class RedisRuntimeStore(RuntimeStore):
         from .contract import runtime_key
 
         k = self._keys.runtime(runtime_key(runtime_id))
-        pipe = self._client.pipeline(transaction=False)
-        for key in k:
-            pipe.memory_usage(key)
-        sizes = await self._read("memory_usage", pipe.execute)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in k:
+                pipe.memory_usage(key)
+            sizes = await self._read("memory_usage", pipe.execute)
         return sum(size or 0 for size in sizes)

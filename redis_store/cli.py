@@ -28,7 +28,8 @@ from .doctor import diagnose
 from .embedded import ServerProcess, any_server_binary
 from .errors import RuntimeStoreError
 from .registry import open_store
-from .urls import redact
+from .backend_redis import client_from_url
+from .urls import pop_store_options, redact, scheme_of
 
 URL_ENV = "REDIS_STORE_URL"
 
@@ -117,11 +118,12 @@ async def cmd_check(args) -> int:
 
 
 async def cmd_doctor(args) -> int:
-    import redis.asyncio
-
-    client = redis.asyncio.from_url(args.url)
+    url, options = pop_store_options(args.url)
+    if scheme_of(url) not in ("redis", "rediss", "unix"):
+        raise ValueError("doctor takes a redis://, rediss:// or unix:// URL of one server")
+    client = client_from_url(url, {"socket_timeout": 5.0, "socket_connect_timeout": 5.0})
     try:
-        findings = await diagnose(client)
+        findings = await diagnose(client, options.get("namespace", "meerkat"))
     finally:
         await client.aclose()
     if args.json:

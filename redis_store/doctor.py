@@ -8,22 +8,48 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
+from .keys import KeyLayout, glob_escape
 from .scripts import SCRIPT_NAMES, sha1, source
 
-#: Commands the store sends (scripts call more inside, covered by EVALSHA).
-NEEDED = [
-    ["EVALSHA", "0" * 40, "0"],
-    ["SCRIPT", "LOAD", "return 1"],
-    ["GET", "k"],
-    ["HGET", "k", "f"],
-    ["HGETALL", "k"],
-    ["LRANGE", "k", "0", "-1"],
-    ["SCAN", "0"],
-    ["MULTI"],
-    ["EXEC"],
-]
+#: Commands a worker sends itself (AUTH and HELLO need no grant).
+CLIENT_COMMANDS = ("evalsha", "script|load", "get", "hget", "scan")
+#: Commands the Lua scripts call: Redis checks the user's ACL for each.
+SCRIPT_COMMANDS = (
+    "get", "set", "type", "incr", "del", "unlink", "pexpire", "pttl", "time",
+    "hget", "hset", "hsetnx", "hdel", "hexists", "hgetall", "hmget",
+    "rpush", "lrange", "zadd", "zrem", "zrangebyscore", "zscore",
+)
+STORE_COMMANDS = tuple(dict.fromkeys(CLIENT_COMMANDS + SCRIPT_COMMANDS))
+
+
+def acl_rule(namespace: str, user: str = "worker") -> str:
+    """The least-privilege ACL rule of a worker of ``namespace``: only its
+    namespace's keys (``~<ns>:rt:{*``: a namespace may contain colons, so
+    ``~<ns>:*`` would also grant ``<ns>:eu``), only the store's commands."""
+    return (
+        f"ACL SETUSER {user} reset on ><password> ~{glob_escape(namespace)}:rt:{{* resetchannels -@all "
+        + " ".join(f"+{command}" for command in STORE_COMMANDS)
+    )
+
+
+def _dryrun_args(command: str, key: str) -> list[str]:
+    """A well-formed call of ``command`` on ``key`` for ACL DRYRUN."""
+    special = {
+        "evalsha": ["EVALSHA", "0" * 40, "1", key],
+        "script|load": ["SCRIPT", "LOAD", "return 1"],
+        "scan": ["SCAN", "0"],
+        "time": ["TIME"],
+        "set": ["SET", key, "v"],
+        "pexpire": ["PEXPIRE", key, "1000"],
+        "hget": ["HGET", key, "f"], "hset": ["HSET", key, "f", "v"], "hsetnx": ["HSETNX", key, "f", "v"],
+        "hdel": ["HDEL", key, "f"], "hexists": ["HEXISTS", key, "f"], "hmget": ["HMGET", key, "f"],
+        "rpush": ["RPUSH", key, "v"], "lrange": ["LRANGE", key, "0", "-1"],
+        "zadd": ["ZADD", key, "1", "m"], "zrem": ["ZREM", key, "m"],
+        "zrangebyscore": ["ZRANGEBYSCORE", key, "0", "1"], "zscore": ["ZSCORE", key, "m"],
+    }
+    return special.get(command, [command.upper(), key])
 
 
 @dataclass(frozen=True)
@@ -46,10 +72,13 @@ async def _config(client: Any, name: str) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-async def diagnose(client: Any) -> list[Finding]:
+async def diagnose(client: Any, namespace: str = "meerkat") -> list[Finding]:
     findings: list[Finding] = []
     try:
         server = await client.info("server")
+    except NoPermissionError as exc:
+        return [Finding("warn", "server", f"INFO is not allowed to this user ({exc})",
+                        "doctor is for operators: run it as a user that may run INFO, CONFIG GET and ACL DRYRUN")]
     except RedisError as exc:
         return [Finding("fail", "connection", f"{type(exc).__name__}: {exc}", "check the URL, credentials and that the server is up")]
     version = server.get("valkey_version") or server.get("redis_version")
@@ -63,7 +92,7 @@ async def diagnose(client: Any) -> list[Finding]:
     findings.append(await _persistence(client))
     findings.append(await _eviction(client))
     findings.extend(await _scripts(client))
-    findings.append(await _permissions(client))
+    findings.append(await _permissions(client, namespace))
     return findings
 
 
@@ -117,22 +146,23 @@ async def _scripts(client: Any) -> list[Finding]:
     return findings
 
 
-async def _permissions(client: Any) -> Finding:
+async def _permissions(client: Any, namespace: str) -> Finding:
     try:
         user = await client.acl_whoami()
     except ResponseError:
         return Finding("ok", "permissions", "server without ACLs (before Redis 6): the connection may do everything")
     user = user.decode() if isinstance(user, bytes) else user
+    key = KeyLayout(namespace).runtime("doctor-probe").inputs
     denied = []
-    for command in NEEDED:
+    for command in STORE_COMMANDS:
         try:
-            verdict = await client.execute_command("ACL", "DRYRUN", user, *command)
+            verdict = await client.execute_command("ACL", "DRYRUN", user, *_dryrun_args(command, key))
         except ResponseError:  # NOPERM for ACL DRYRUN itself
             return Finding("warn", "permissions", f"connected as {user!r}; ACL DRYRUN is not allowed, so the rights were not checked",
-                           "grant the user +@read +@write +@scripting +@transaction +scan on the namespace's keys")
+                           f"the rule a worker needs: {acl_rule(namespace)}")
         if (verdict.decode() if isinstance(verdict, bytes) else verdict) != "OK":  # a reply naming the denial
-            denied.append(" ".join(command[:2]) if command[0] == "SCRIPT" else command[0])
+            denied.append(command.upper())
     if denied:
-        return Finding("fail", "permissions", f"user {user!r} may not run: {', '.join(denied)}",
-                       "grant those commands (e.g. +@scripting +@read +@write +@transaction) on the namespace's keys")
-    return Finding("ok", "permissions", f"user {user!r} may run every command the store needs")
+        return Finding("fail", "permissions", f"user {user!r} may not run on namespace {namespace!r}: {', '.join(denied)}",
+                       f"the rule a worker needs: {acl_rule(namespace)}")
+    return Finding("ok", "permissions", f"user {user!r} may run every command the store needs on namespace {namespace!r}")

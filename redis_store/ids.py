@@ -83,19 +83,52 @@ _UUID_TEXT = re.compile(rf"[0-9a-fA-F]{{32}}|{_HYPHENATED}|\{{{_HYPHENATED}\}}|u
 _U = TypeVar("_U", bound="_UuidId")
 
 
-class _UuidId(_Newtype):
-    """A UUID newtype, written lowercase hyphenated."""
+#: Most ids that are read were written by this process shortly before (the
+#: store writes a value, then reads it back to check it): ``_UuidId._from_text``
+#: looks them up here by their text. Bounded; cleared when full.
+_CACHE_SIZE = 4096
 
-    __slots__ = ()
+_CANONICAL_UUID_TEXT = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+
+
+class _UuidId(_Newtype):
+    """A UUID newtype, written lowercase hyphenated. Its text is computed once
+    (``_text``)."""
+
+    __slots__ = ("_text",)
+    _by_text: dict[str, _UuidId] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._by_text = {}  # one per type: a RunId never stands for an InputId
 
     def __init__(self, value: _uuid.UUID | str) -> None:
+        text = None
         if isinstance(value, str):
+            if type(value) is str and _CANONICAL_UUID_TEXT.fullmatch(value):
+                text = value
             value = parse_uuid(value, type(self).__name__)
         elif not isinstance(value, _uuid.UUID):
             raise TypeError(
                 f"{type(self).__name__} takes a uuid.UUID or a str, got {type(value).__name__}"
             )
         super().__init__(value)
+        object.__setattr__(self, "_text", text)
+
+    @classmethod
+    def _from_text(cls: type[_U], text: str) -> _U:
+        """``cls(text)`` for a str ``text``, shared with earlier reads and
+        writes of the same text (ids are immutable)."""
+        found = cls._by_text.get(text)
+        if found is None:
+            found = cls(text)
+            cache = cls._by_text
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            cache[text] = found
+        return found
 
     @classmethod
     def new(cls: type[_U]) -> _U:
@@ -113,7 +146,15 @@ class _UuidId(_Newtype):
         return self._value  # type: ignore[no-any-return]
 
     def __str__(self) -> str:
-        return str(self._value)
+        text = self._text
+        if text is None:
+            text = str(self._value)
+            object.__setattr__(self, "_text", text)
+            cache = type(self)._by_text
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            cache.setdefault(text, self)
+        return text
 
 
 def parse_uuid(text: str, type_name: str = "UUID") -> _uuid.UUID:

@@ -66,6 +66,31 @@ def paused_gc() -> Iterator[None]:
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
+
+def _c_encode(value: Any) -> str:
+    """``_ENCODER.encode(value)`` with the C encoder made directly (what
+    ``JSONEncoder.encode`` does, without its Python-level detour)."""
+    if isinstance(value, str):
+        return _encode_string(value)
+    # (markers, default, encoder, indent, key_separator, item_separator,
+    #  sort_keys, skipkeys, allow_nan), as JSONEncoder.iterencode passes them
+    encoder = _make_c_encoder(
+        {}, _ENCODER.default, _encode_string, None, ":", ",", False, False, False
+    )
+    return "".join(encoder(value, 0))
+
+
+_make_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_string = json.encoder.encode_basestring
+_encode_json = _ENCODER.encode
+if _make_c_encoder is not None:
+    try:  # the C encoder's signature is CPython's business: check it on samples
+        _SAMPLES = ("s\n\u00e9", {"a": [1, 2.5, None, "x\u2028"], "b": {}}, [-0.0, 1e-7, 10**20])
+        if all(_c_encode(sample) == _ENCODER.encode(sample) for sample in _SAMPLES):
+            _encode_json = _c_encode
+    except Exception:  # pragma: no cover - a CPython without this encoder
+        pass
+
 # Python's float repr and zmij agree on the digits and on every notation but
 # two: at exponent -5 repr writes 1e-05 where zmij writes 0.00001, and for
 # -6..-9 repr pads the exponent (1e-07) where zmij does not (1e-7). Exactly
@@ -84,7 +109,7 @@ def _zmij_notation(match: re.Match) -> str:
 
 
 def _encode(value: Any) -> str:
-    text = _ENCODER.encode(value)
+    text = _encode_json(value)
     # Cheap tests first: the rewrite has to walk every string token.
     if "e-0" in text and _PADDED_EXPONENT_HINT.search(text):
         text = _PADDED_EXPONENT.sub(_zmij_notation, text)
@@ -197,19 +222,31 @@ def _nesting_depth(unescaped: bytes) -> int:
     return depth
 
 
+#: Below this many bytes a document is parsed with the cyclic GC running:
+#: pausing it costs more than it saves.
+_PAUSE_GC_FROM = 16384
+
+
 def _loads(data: str | bytes | bytearray | memoryview, decoder: json.JSONDecoder) -> Any:
     text, raw = _source(data)
-    unescaped = raw.replace(b"\\\\", b"")
-    if b"\\ud" in unescaped or b"\\uD" in unescaped:
-        lone = _LONE_SURROGATE_ESCAPE.search(unescaped)
-        if lone:
-            raise ValueError(f"lone surrogate in hex escape {lone.group().decode()}")
-    with paused_gc():
-        try:
+    unescaped = raw
+    if b"\\" in raw:
+        if b"\\\\" in raw:
+            unescaped = raw.replace(b"\\\\", b"")
+        if b"\\ud" in unescaped or b"\\uD" in unescaped:
+            lone = _LONE_SURROGATE_ESCAPE.search(unescaped)
+            if lone:
+                raise ValueError(f"lone surrogate in hex escape {lone.group().decode()}")
+    try:
+        if len(raw) < _PAUSE_GC_FROM:
             value = decoder.decode(text)
-        except RecursionError:
-            raise ValueError(_TOO_DEEP) from None
-    if _nesting_depth(unescaped) > MAX_DEPTH:
+        else:
+            with paused_gc():
+                value = decoder.decode(text)
+    except RecursionError:
+        raise ValueError(_TOO_DEEP) from None
+    # No deeper than its number of brackets: most documents need no count.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _nesting_depth(unescaped) > MAX_DEPTH:
         raise ValueError(_TOO_DEEP)
     return value
 

@@ -45,7 +45,8 @@ _TAG_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
+    """``text`` with the glob characters of SCAN MATCH and ACL key patterns escaped."""
     return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
@@ -113,7 +114,7 @@ class KeyLayout:
     def meta_pattern(self) -> str:
         """SCAN MATCH pattern of every runtime's meta key (glob characters in
         the namespace escaped)."""
-        return f"{_glob_escape(self._runtime_prefix)}{{*}}:meta"
+        return f"{glob_escape(self._runtime_prefix)}{{*}}:meta"
 
     def runtime_of_meta(self, key: str) -> str:
         """The runtime id a meta key belongs to."""

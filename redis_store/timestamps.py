@@ -253,7 +253,7 @@ class Timestamp:
     RFC 3339. Ordering and equality follow the instant (leap second included).
     """
 
-    __slots__ = ("_seconds", "_nanos")
+    __slots__ = ("_seconds", "_nanos", "_text")
 
     def __init__(self, seconds: int, nanos: int = 0) -> None:
         _check_int(seconds, "seconds")
@@ -268,6 +268,7 @@ class Timestamp:
             )
         object.__setattr__(self, "_seconds", seconds)
         object.__setattr__(self, "_nanos", nanos)
+        object.__setattr__(self, "_text", None)  # str(self), once computed
 
     # -- constructors ------------------------------------------------------
 
@@ -295,11 +296,15 @@ class Timestamp:
         """Read relaxed RFC 3339 as chrono does; an offset is required."""
         if not isinstance(text, str):
             raise TypeError(f"expected a str, got {type(text).__name__}")
+        if cls is Timestamp and type(text) is str:
+            found = _BY_TEXT.get(text)
+            if found is not None:
+                return found
         match = _CANONICAL.fullmatch(text)
         if match is None:
             return _RelaxedRfc3339(text).parse()
         year, month, day, hour, minute, second, fraction = match.groups()
-        return _from_local_fields(
+        stamp = _from_local_fields(
             text,
             int(year),
             int(month),
@@ -310,6 +315,9 @@ class Timestamp:
             int(fraction.ljust(9, "0")) if fraction else 0,
             0,
         )
+        if type(text) is str:
+            _remember(text, stamp)
+        return stamp
 
     # -- accessors ---------------------------------------------------------
 
@@ -336,6 +344,26 @@ class Timestamp:
     # -- formatting --------------------------------------------------------
 
     def __str__(self) -> str:
+        text = self._text
+        if text is None:
+            text = self._format()
+            object.__setattr__(self, "_text", text)
+            _remember(text, self)
+        return text
+
+    def _format(self) -> str:
+        seconds, nanos = self._seconds, self._nanos
+        if 0 <= seconds < _GMTIME_LIMIT and nanos < _NANOS_PER_SEC:
+            # 1970 to 2999 and no leap second: the C library's calendar.
+            if nanos == 0:
+                fraction = ""
+            elif nanos % 1_000_000 == 0:
+                fraction = ".%03d" % (nanos // 1_000_000)
+            elif nanos % 1000 == 0:
+                fraction = ".%06d" % (nanos // 1000)
+            else:
+                fraction = ".%09d" % nanos
+            return "%04d-%02d-%02dT%02d:%02d:%02d%sZ" % (*_gmtime(seconds)[:6], fraction)
         days, second_of_day = divmod(self._seconds, _SECS_PER_DAY)
         year, month, day = _civil_from_days(days)
         hour, rest = divmod(second_of_day, 3600)
@@ -364,9 +392,11 @@ class Timestamp:
         return (self._seconds, self._nanos)
 
     def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
         if not isinstance(other, Timestamp):
             return NotImplemented
-        return self._key() == other._key()
+        return self._seconds == other._seconds and self._nanos == other._nanos
 
     def __lt__(self, other: Timestamp) -> bool:
         if not isinstance(other, Timestamp):
@@ -387,3 +417,17 @@ class Timestamp:
 
 
 _UNIX_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_gmtime = time.gmtime
+_GMTIME_LIMIT = _days_from_civil(3000, 1, 1) * _SECS_PER_DAY  # gmtime() takes these everywhere
+
+#: Timestamps by a text they were parsed from or written as: most timestamps
+#: that are read were written by this process shortly before (the store writes
+#: a value, then reads it back to check it). Bounded; cleared when full.
+_BY_TEXT: dict[str, Timestamp] = {}
+_CACHE_SIZE = 4096
+
+
+def _remember(text: str, stamp: Timestamp) -> None:
+    if len(_BY_TEXT) >= _CACHE_SIZE:
+        _BY_TEXT.clear()
+    _BY_TEXT[text] = stamp

@@ -165,6 +165,85 @@ def _defaulted(obj: dict[str, Any], key: str, path: str, read: _Reader[_T], defa
     return read(obj[key], f"{path}.{key}") if key in obj else default
 
 
+# -- fast readers: the common case only ---------------------------------------------
+
+
+class _Slow(Exception):
+    """Not a value the fast readers take as it is; the strict reader decides."""
+
+
+def _fast_str(value: Any) -> str:
+    if type(value) is str:
+        return value
+    raise _Slow
+
+
+def _fast_u32(value: Any) -> int:
+    if type(value) is int and 0 <= value <= 0xFFFF_FFFF:
+        return value
+    raise _Slow
+
+
+def _fast_u64(value: Any) -> int:
+    if type(value) is int and 0 <= value <= 0xFFFF_FFFF_FFFF_FFFF:
+        return value
+    raise _Slow
+
+
+def _fast_bool(value: Any) -> bool:
+    if type(value) is bool:
+        return value
+    raise _Slow
+
+
+def _fast_input_id(value: Any) -> InputId:
+    if type(value) is str:
+        try:
+            return InputId._from_text(value)
+        except ValueError:
+            pass
+    raise _Slow
+
+
+def _fast_run_id(value: Any) -> RunId:
+    if type(value) is str:
+        try:
+            return RunId._from_text(value)
+        except ValueError:
+            pass
+    raise _Slow
+
+
+def _fast_timestamp(value: Any) -> Timestamp:
+    if type(value) is str:
+        try:
+            return Timestamp.parse(value)
+        except ValueError:
+            pass
+    raise _Slow
+
+
+def _fast_input_ids(value: Any) -> list[InputId]:
+    if type(value) is not list:
+        raise _Slow
+    return [_fast_input_id(item) for item in value]
+
+
+def _fast_member(members: dict[str, Any], value: Any) -> Any:
+    """``members`` is an enum's ``_value2member_map_``."""
+    if type(value) is str:
+        member = members.get(value)
+        if member is not None:
+            return member
+    raise _Slow
+
+
+def _fast_object(value: Any) -> dict[str, Any]:
+    if type(value) is dict:
+        return value
+    raise _Slow
+
+
 class _Wire:
     """The JSON entry points shared by every persisted type. Subclasses give
     ``to_dict()`` and ``_read(value, path)``."""
@@ -176,8 +255,19 @@ class _Wire:
     def _read(cls: type[_W], value: Any, path: str) -> _W:
         raise NotImplementedError
 
+    #: ``_fast_read(value)``: the common case, read with no error paths. It
+    #: raises ``_Slow`` for anything it does not take as it is; ``_read``, the
+    #: strict reader, then decides and names any problem. None: no fast reader.
+    _fast_read: ClassVar[Callable[[Any], Any] | None] = None
+
     @classmethod
     def from_dict(cls: type[_W], value: Any) -> _W:
+        fast = cls._fast_read
+        if fast is not None:
+            try:
+                return fast(value)  # type: ignore[no-any-return]
+            except _Slow:
+                pass
         return cls._read(value, cls.__name__)
 
     def to_json(self) -> str:
@@ -417,6 +507,22 @@ class _TaggedUnion(_Wire):
     def _read_fields(cls, obj: dict[str, Any], path: str) -> Any:
         return cls()
 
+    @classmethod
+    def _fast_read(cls, value: Any) -> Any:
+        if type(value) is not dict:
+            raise _Slow
+        tag = value.get(cls._tag_key)
+        if type(tag) is not str:
+            raise _Slow
+        variant = cls._variants.get(tag)
+        if variant is None or not issubclass(variant, cls):
+            raise _Slow
+        return variant._fast_fields(value)
+
+    @classmethod
+    def _fast_fields(cls, obj: dict[str, Any]) -> Any:
+        return cls()
+
 
 class InputTerminalOutcome(_TaggedUnion, tag_key="outcome_type"):
     """How an input ended. One of ``ConsumedOutcome``, ``SupersededOutcome``,
@@ -439,6 +545,10 @@ class SupersededOutcome(InputTerminalOutcome, tag="superseded"):
     def _read_fields(cls, obj: dict[str, Any], path: str) -> SupersededOutcome:
         return cls(_required(obj, "superseded_by", path, _input_id))
 
+    @classmethod
+    def _fast_fields(cls, obj: dict[str, Any]) -> SupersededOutcome:
+        return cls(_fast_input_id(obj.get("superseded_by")))
+
 
 @dataclass(frozen=True)
 class CoalescedOutcome(InputTerminalOutcome, tag="coalesced"):
@@ -451,17 +561,25 @@ class CoalescedOutcome(InputTerminalOutcome, tag="coalesced"):
     def _read_fields(cls, obj: dict[str, Any], path: str) -> CoalescedOutcome:
         return cls(_required(obj, "aggregate_id", path, _input_id))
 
+    @classmethod
+    def _fast_fields(cls, obj: dict[str, Any]) -> CoalescedOutcome:
+        return cls(_fast_input_id(obj.get("aggregate_id")))
+
 
 @dataclass(frozen=True)
 class AbandonedOutcome(InputTerminalOutcome, tag="abandoned"):
     reason: InputAbandonReason
 
     def _fields_to_dict(self) -> dict[str, Any]:
-        return {"reason": self.reason.value}
+        return {"reason": _value(self.reason)}
 
     @classmethod
     def _read_fields(cls, obj: dict[str, Any], path: str) -> AbandonedOutcome:
         return cls(_required(obj, "reason", path, InputAbandonReason._read))
+
+    @classmethod
+    def _fast_fields(cls, obj: dict[str, Any]) -> AbandonedOutcome:
+        return cls(_fast_member(InputAbandonReason._value2member_map_, obj.get("reason")))
 
 
 class ReconstructionSource(_TaggedUnion, tag_key="source_type"):
@@ -484,6 +602,10 @@ class ProjectionSource(ReconstructionSource, tag="projection"):
             _required(obj, "source_event_id", path, _str),
         )
 
+    @classmethod
+    def _fast_fields(cls, obj: dict[str, Any]) -> ProjectionSource:
+        return cls(_fast_str(obj.get("rule_id")), _fast_str(obj.get("source_event_id")))
+
 
 @dataclass(frozen=True)
 class CoalescingSource(ReconstructionSource, tag="coalescing"):
@@ -495,6 +617,10 @@ class CoalescingSource(ReconstructionSource, tag="coalescing"):
     @classmethod
     def _read_fields(cls, obj: dict[str, Any], path: str) -> CoalescingSource:
         return cls(_required(obj, "source_input_ids", path, _input_ids))
+
+    @classmethod
+    def _fast_fields(cls, obj: dict[str, Any]) -> CoalescingSource:
+        return cls(_fast_input_ids(obj.get("source_input_ids")))
 
 
 # -- structs ------------------------------------------------------------------------
@@ -514,7 +640,7 @@ class RunBoundaryReceipt(_Wire):
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "run_id": str(self.run_id),
-            "boundary": self.boundary.value,
+            "boundary": _value(self.boundary),
             "contributing_input_ids": [str(input_id) for input_id in self.contributing_input_ids],
         }
         if self.conversation_digest is not None:
@@ -535,6 +661,21 @@ class RunBoundaryReceipt(_Wire):
             sequence=_required(obj, "sequence", path, _u64),
         )
 
+    @classmethod
+    def _fast_read(cls, value: Any) -> RunBoundaryReceipt:
+        get = _fast_object(value).get
+        digest = get("conversation_digest")
+        if digest is not None and type(digest) is not str:
+            raise _Slow
+        return cls(
+            _fast_run_id(get("run_id")),
+            _fast_member(_BOUNDARIES, get("boundary")),
+            _fast_input_ids(get("contributing_input_ids")),
+            digest,
+            _fast_u64(get("message_count")),
+            _fast_u64(get("sequence")),
+        )
+
 
 @dataclass(frozen=True)
 class PolicyDecision(_Wire):
@@ -549,10 +690,10 @@ class PolicyDecision(_Wire):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "apply_mode": self.apply_mode.value,
-            "wake_mode": self.wake_mode.value,
-            "queue_mode": self.queue_mode.value,
-            "consume_point": self.consume_point.value,
+            "apply_mode": _value(self.apply_mode),
+            "wake_mode": _value(self.wake_mode),
+            "queue_mode": _value(self.queue_mode),
+            "consume_point": _value(self.consume_point),
             "record_transcript": self.record_transcript,
             "emit_operator_content": self.emit_operator_content,
             "policy_version": self.policy_version,
@@ -569,6 +710,19 @@ class PolicyDecision(_Wire):
             record_transcript=_defaulted(obj, "record_transcript", path, _bool, True),
             emit_operator_content=_defaulted(obj, "emit_operator_content", path, _bool, True),
             policy_version=_required(obj, "policy_version", path, _u64),
+        )
+
+    @classmethod
+    def _fast_read(cls, value: Any) -> PolicyDecision:
+        get = _fast_object(value).get
+        return cls(
+            _fast_member(ApplyMode._value2member_map_, get("apply_mode")),
+            _fast_member(WakeMode._value2member_map_, get("wake_mode")),
+            _fast_member(QueueMode._value2member_map_, get("queue_mode")),
+            _fast_member(ConsumePoint._value2member_map_, get("consume_point")),
+            record_transcript=_fast_bool(get("record_transcript", True)),
+            emit_operator_content=_fast_bool(get("emit_operator_content", True)),
+            policy_version=_fast_u64(get("policy_version")),
         )
 
 
@@ -588,6 +742,11 @@ class PolicySnapshot(_Wire):
             _required(obj, "decision", path, PolicyDecision._read),
         )
 
+    @classmethod
+    def _fast_read(cls, value: Any) -> PolicySnapshot:
+        get = _fast_object(value).get
+        return cls(_fast_u64(get("version")), PolicyDecision._fast_read(get("decision")))
+
 
 @dataclass(frozen=True)
 class InputStateHistoryEntry(_Wire):
@@ -601,8 +760,8 @@ class InputStateHistoryEntry(_Wire):
     def to_dict(self) -> dict[str, Any]:
         out = {
             "timestamp": str(self.timestamp),
-            "from": self.from_state.value,
-            "to": self.to_state.value,
+            "from": _value(self.from_state),
+            "to": _value(self.to_state),
         }
         if self.reason is not None:
             out["reason"] = self.reason
@@ -616,6 +775,19 @@ class InputStateHistoryEntry(_Wire):
             _required(obj, "from", path, InputLifecycleState._read),
             _required(obj, "to", path, InputLifecycleState._read),
             _optional(obj, "reason", path, _str),
+        )
+
+    @classmethod
+    def _fast_read(cls, value: Any) -> InputStateHistoryEntry:
+        get = _fast_object(value).get
+        reason = get("reason")
+        if reason is not None and type(reason) is not str:
+            raise _Slow
+        return cls(
+            _fast_timestamp(get("timestamp")),
+            _fast_member(_LIFECYCLE, get("from")),
+            _fast_member(_LIFECYCLE, get("to")),
+            reason,
         )
 
 
@@ -658,14 +830,14 @@ class InputState(_Wire):
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "input_id": str(self.input_id),
-            "current_state": self.current_state.value,
+            "current_state": _value(self.current_state),
         }
         if self.policy is not None:
             out["policy"] = self.policy.to_dict()
         if self.terminal_outcome is not None:
             out["terminal_outcome"] = self.terminal_outcome.to_dict()
         if self.durability is not None:
-            out["durability"] = self.durability.value
+            out["durability"] = _value(self.durability)
         if self.idempotency_key is not None:
             out["idempotency_key"] = self.idempotency_key
         out["attempt_count"] = self.attempt_count
@@ -708,6 +880,72 @@ class InputState(_Wire):
             updated_at=_required(obj, "updated_at", path, _timestamp),
         )
 
+    @classmethod
+    def _fast_read(cls, value: Any) -> InputState:
+        get = _fast_object(value).get
+        if len(value) == 6:  # perhaps only the fields that are always written
+            attempt_count = get("attempt_count")
+            recovery_count = get("recovery_count")
+            if attempt_count is not None and recovery_count is not None:
+                # Then the other four are the required ones (or it is not read here).
+                return cls(
+                    _fast_input_id(get("input_id")),
+                    _fast_member(_LIFECYCLE, get("current_state")),
+                    attempt_count=_fast_u32(attempt_count),
+                    recovery_count=_fast_u32(recovery_count),
+                    created_at=_fast_timestamp(get("created_at")),
+                    updated_at=_fast_timestamp(get("updated_at")),
+                )
+        policy = get("policy")
+        if policy is not None:
+            policy = PolicySnapshot._fast_read(policy)
+        outcome = get("terminal_outcome")
+        if outcome is not None:
+            outcome = InputTerminalOutcome._fast_read(outcome)
+        durability = get("durability")
+        if durability is not None:
+            durability = _fast_member(_DURABILITIES, durability)
+        idempotency_key = get("idempotency_key")
+        if idempotency_key is not None and type(idempotency_key) is not str:
+            raise _Slow
+        history = get("history", _ABSENT)
+        if history is _ABSENT:
+            history = []
+        elif type(history) is list:
+            fast_entry = InputStateHistoryEntry._fast_read
+            history = [fast_entry(entry) for entry in history]
+        else:
+            raise _Slow
+        source = get("reconstruction_source")
+        if source is not None:
+            source = ReconstructionSource._fast_read(source)
+        persisted_input = get("persisted_input")
+        if persisted_input is not None and type(persisted_input) is not dict:
+            raise _Slow
+        last_run_id = get("last_run_id")
+        if last_run_id is not None:
+            last_run_id = _fast_run_id(last_run_id)
+        sequence = get("last_boundary_sequence")
+        if sequence is not None:
+            _fast_u64(sequence)
+        return cls(
+            _fast_input_id(get("input_id")),
+            _fast_member(_LIFECYCLE, get("current_state")),
+            policy=policy,
+            terminal_outcome=outcome,
+            durability=durability,
+            idempotency_key=idempotency_key,
+            attempt_count=_fast_u32(get("attempt_count", 0)),
+            recovery_count=_fast_u32(get("recovery_count", 0)),
+            history=history,
+            reconstruction_source=source,
+            persisted_input=persisted_input,
+            last_run_id=last_run_id,
+            last_boundary_sequence=sequence,
+            created_at=_fast_timestamp(get("created_at")),
+            updated_at=_fast_timestamp(get("updated_at")),
+        )
+
 
 @dataclass
 class InputStateEvent(_Wire):
@@ -718,7 +956,7 @@ class InputStateEvent(_Wire):
     detail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"timestamp": str(self.timestamp), "state": self.state.value}
+        out = {"timestamp": str(self.timestamp), "state": _value(self.state)}
         if self.detail is not None:
             out["detail"] = self.detail
         return out
@@ -746,3 +984,16 @@ class SessionDelta:
             object.__setattr__(self, "session_snapshot", bytes(snapshot))
         elif not isinstance(snapshot, bytes):
             raise TypeError(f"session_snapshot must be bytes, got {type(snapshot).__name__}")
+
+
+def _value(member: Any) -> Any:
+    """``member.value``, without the enum property's overhead for our enums."""
+    if isinstance(member, _WireEnum):
+        return member._value_
+    return member.value
+
+
+_ABSENT: Any = object()
+_LIFECYCLE = InputLifecycleState._value2member_map_
+_DURABILITIES = InputDurability._value2member_map_
+_BOUNDARIES = RunApplyBoundary._value2member_map_

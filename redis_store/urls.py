@@ -7,9 +7,11 @@ from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote, urlencode
 
 # Everything between "://" and the last "@": the user info. Matched as plain
-# text, because a password with an unencoded "/", "?" or "#" defeats urlsplit.
-_USERINFO = re.compile(r"(?<=://)[^@]*(?=@)")
-_PASSWORD_PARAM = re.compile(r"(?i)(?<=[?&])password=[^&#]*")
+# text, because a password with an unencoded "/", "?", "#" or "@" defeats
+# urlsplit (and redis-py splits at the last "@" too). Masking too much is safe.
+_USERINFO = re.compile(r"(?<=://).*(?=@)")
+# Query parameters whose decoded name ends in "password" (password, ssl_password, ...).
+_QUERY_PARAM = re.compile(r"(?<=[?&])([^=&#]*)=([^&#]*)")
 
 
 def scheme_of(url: str) -> str:
@@ -17,12 +19,17 @@ def scheme_of(url: str) -> str:
         raise TypeError(f"store URL must be a str, got {type(url).__name__}")
     scheme, sep, _ = url.partition("://")
     if not sep or not scheme:
-        raise ValueError(f"store URL {redact(url)!r} has no scheme (like redis://host:6379)")
+        # Show nothing of it: without "://" its user info cannot be told apart.
+        raise ValueError("store URL has no scheme: write it like redis://host:6379/0")
     return scheme.lower()
 
 
+def _secret_param(name: str) -> bool:
+    return unquote(name).lower().endswith("password")
+
+
 def has_credentials(url: str) -> bool:
-    return bool(_USERINFO.search(url) or _PASSWORD_PARAM.search(url))
+    return bool(_USERINFO.search(url)) or any(_secret_param(m.group(1)) for m in _QUERY_PARAM.finditer(url))
 
 
 #: Store options a URL may carry in its query, and how to read them.
@@ -90,4 +97,4 @@ def redact(url: str) -> str:
     """The URL with its user info and any ``password=`` replaced by ``***``:
     safe for repr, errors and logs."""
     url = _USERINFO.sub("***", url, count=1)
-    return _PASSWORD_PARAM.sub("password=***", url)
+    return _QUERY_PARAM.sub(lambda m: f"{m.group(1)}=***" if _secret_param(m.group(1)) else m.group(0), url)

@@ -138,7 +138,8 @@ def test_doctor_on_an_unsafe_and_a_safe_server(capsys, redis_server):
         code, out = run_cli(capsys, "doctor", f"redis://app:pw@127.0.0.1:{safe.port}/0")
         assert code == 1 and "pw@" not in out
         assert "[FAIL] eviction: maxmemory-policy allkeys-lru" in out
-        assert "may not run: SCRIPT LOAD, SCAN" in out
+        assert "may not run on namespace 'meerkat': SCRIPT|LOAD, SCAN" in out
+        assert "the rule a worker needs: ACL SETUSER worker reset on" in out
         code, out = run_cli(capsys, "doctor", f"redis://limited:pw@127.0.0.1:{safe.port}/0")
         assert "ACL DRYRUN is not allowed" in out
     finally:
