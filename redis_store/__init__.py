@@ -21,6 +21,7 @@ from .errors import (
     RuntimeStateTransitionError,
     RuntimeStoreError,
     SessionKeyMismatch,
+    UnsafeServer,
     WriteFailed,
 )
 from .ids import InputId, LogicalRuntimeId, RunId, SessionId
@@ -44,6 +45,7 @@ __all__ = [
     "InternalError",
     "ReceiptConflict",
     "SessionKeyMismatch",
+    "UnsafeServer",
     "InvalidSessionSnapshot",
     "FencedOut",
     "CommitIdReused",

@@ -11,6 +11,7 @@ before its first write. Keys are laid out in ``keys``; values are encoded by
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import redis.asyncio
@@ -29,11 +30,23 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .contract import CommitTag, EncodedInputs, RawRuntime, RuntimeStore, StoreOptions, sequence_exhausted
-from .errors import CommitIdReused, FencedOut, InternalError, LeaseHeld, ReadFailed, ReceiptConflict, WriteFailed
+from .doctor import server_findings
+from .errors import (
+    CommitIdReused,
+    FencedOut,
+    InternalError,
+    LeaseHeld,
+    ReadFailed,
+    ReceiptConflict,
+    UnsafeServer,
+    WriteFailed,
+)
 from .keys import KeyLayout, receipt_field
 from .scripts import Scripts
 from .urls import has_credentials, redact
 
+
+log = logging.getLogger("redis_store")
 
 #: How long a refused command (TRYAGAIN, a demoted primary) is retried.
 REFUSAL_RETRY_SECONDS = 10.0
@@ -86,6 +99,7 @@ class RedisRuntimeStore(RuntimeStore):
         close_client: bool = False,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
+        guard: str = "warn",
         **options: Any,
     ) -> None:
         """``client``: a ``redis.asyncio.Redis`` (also from a Sentinel's
@@ -93,6 +107,10 @@ class RedisRuntimeStore(RuntimeStore):
         async client. ``wait_replicas=N`` makes every write wait (WAIT, on the
         write's own connection) until N replicas acknowledged it, for at most
         ``wait_timeout`` seconds, and fail with ``WriteFailed`` otherwise.
+        ``guard``: on first use, check the server's version, persistence and
+        ``maxmemory-policy``; "warn" logs what is unsafe, "refuse" raises
+        ``UnsafeServer`` instead, "off" skips it. What the user may not read
+        (CONFIG refused on managed services) is logged and let through.
         ``options``: the ``StoreOptions`` fields (commit_id_ttl, size limits)."""
         pool = getattr(client, "connection_pool", None)
         encoder = getattr(client, "encoder", None)
@@ -109,6 +127,9 @@ class RedisRuntimeStore(RuntimeStore):
         if not wait_timeout > 0:
             raise ValueError(f"wait_timeout must be positive, got {wait_timeout!r}")
         self._wait = (wait_replicas, max(1, int(wait_timeout * 1000)))
+        if guard not in ("warn", "refuse", "off"):
+            raise ValueError(f"guard must be 'warn', 'refuse' or 'off', got {guard!r}")
+        self._guard = guard
         self._keys = KeyLayout(namespace)
         self.options = StoreOptions(**options)
         self._client = client
@@ -124,6 +145,7 @@ class RedisRuntimeStore(RuntimeStore):
         *,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
+        guard: str = "warn",
         commit_id_ttl: float = StoreOptions.commit_id_ttl,
         max_snapshot_bytes: int = StoreOptions.max_snapshot_bytes,
         max_inputs_per_call: int = StoreOptions.max_inputs_per_call,
@@ -141,7 +163,7 @@ class RedisRuntimeStore(RuntimeStore):
         client_options["timeout"] = client_options.pop("pool_timeout", 10.0)
         client = client_from_url(url, client_options)
         store = cls(
-            client, namespace, close_client=True, wait_replicas=wait_replicas, wait_timeout=wait_timeout,
+            client, namespace, close_client=True, wait_replicas=wait_replicas, wait_timeout=wait_timeout, guard=guard,
             commit_id_ttl=commit_id_ttl, max_snapshot_bytes=max_snapshot_bytes, max_inputs_per_call=max_inputs_per_call,
         )
         store._where = redact(url)
@@ -170,7 +192,7 @@ class RedisRuntimeStore(RuntimeStore):
         while True:
             try:
                 if not self._scripts.loaded:
-                    await self._scripts.preload()
+                    await self._first_use()
                 return await attempt()
             except (TryAgainError, NoScriptError, RedisConnectionError) as exc:
                 refused = isinstance(exc, (TryAgainError, NoScriptError)) or _DEMOTED in str(exc)
@@ -178,6 +200,25 @@ class RedisRuntimeStore(RuntimeStore):
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)
+
+    async def _first_use(self) -> None:
+        """Check the server (``guard``), then load the scripts."""
+        if self._guard != "off":
+            unsafe = [f for f in await server_findings(self._client) if f.level != "ok"]
+            for finding in unsafe:
+                log.warning("redis-store: %s: %s: %s. %s", self._where, finding.topic, finding.found, finding.advice)
+            failed = [f for f in unsafe if f.level == "fail" and f.topic != "connection"]
+            if failed and self._guard == "refuse":
+                raise UnsafeServer(
+                    "; ".join(f"{f.topic}: {f.found} ({f.advice})" for f in failed)
+                    + f". Fix the server, or open the store with guard='warn' to accept the risk"
+                )
+        await self._scripts.preload()
+
+    async def check_server(self) -> list:
+        """The server checks of ``guard`` (version, persistence, eviction) as
+        ``doctor.Finding`` values, for a health check."""
+        return await server_findings(self._client)
 
     async def _write(self, operation: str, script, keys: list, args: list, rid: str = ""):
         try:

@@ -72,27 +72,48 @@ async def _config(client: Any, name: str) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+#: Oldest server the scripts run on (TIME inside scripts needs effect
+#: replication, the default from Redis 5; UNLINK and multi-field HSET: 4.0).
+MIN_MAJOR_VERSION = 5
+
+
 async def diagnose(client: Any, namespace: str = "meerkat") -> list[Finding]:
-    findings: list[Finding] = []
+    """Everything ``redis-store doctor`` reports."""
+    findings = await server_findings(client)
+    if any(f.topic == "connection" for f in findings):
+        return findings
+    findings.extend(await _scripts(client))
+    findings.append(await _permissions(client, namespace))
+    return findings
+
+
+async def server_findings(client: Any) -> list[Finding]:
+    """Server version, persistence and eviction: what the store checks when
+    it first connects (its ``guard``). What the user may not read (INFO or
+    CONFIG refused, as on managed services) is a warning, never a failure."""
     try:
         server = await client.info("server")
     except NoPermissionError as exc:
-        return [Finding("warn", "server", f"INFO is not allowed to this user ({exc})",
-                        "doctor is for operators: run it as a user that may run INFO, CONFIG GET and ACL DRYRUN")]
+        return [Finding("warn", "server", f"INFO is not allowed to this user ({exc}); the server was not checked",
+                        "ask the operator to run redis-store doctor, or grant INFO and CONFIG GET")]
     except RedisError as exc:
         return [Finding("fail", "connection", f"{type(exc).__name__}: {exc}", "check the URL, credentials and that the server is up")]
+    if isinstance(server, dict) and server and all(isinstance(v, dict) for v in server.values()):
+        server = next(iter(server.values()))  # Redis Cluster: one reply per node; they run one version
     version = server.get("valkey_version") or server.get("redis_version")
     product = "Valkey" if "valkey_version" in server else "Redis"
     major = int(str(version).split(".")[0]) if version else 0
-    findings.append(Finding(
-        "ok" if major >= 6 else "warn", "server",
-        f"{product} {version}, {server.get('redis_mode', 'standalone')} mode",
-        "" if major >= 6 else "Redis 6.2 or newer is recommended",
-    ))
-    findings.append(await _persistence(client))
-    findings.append(await _eviction(client))
-    findings.extend(await _scripts(client))
-    findings.append(await _permissions(client, namespace))
+    level = "ok" if major >= 6 else ("warn" if major >= MIN_MAJOR_VERSION else "fail")
+    findings = [Finding(
+        level, "server", f"{product} {version}, {server.get('redis_mode', 'standalone')} mode",
+        {"ok": "", "warn": "Redis 6.2 or newer is recommended",
+         "fail": f"the store's scripts need Redis {MIN_MAJOR_VERSION} or newer"}[level],
+    )]
+    for check in (_persistence, _eviction):
+        try:
+            findings.append(await check(client))
+        except RedisError as exc:  # e.g. INFO persistence refused
+            findings.append(Finding("warn", check.__name__.strip("_"), f"could not be read ({exc})", "check it by hand"))
     return findings
 
 

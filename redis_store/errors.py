@@ -97,6 +97,14 @@ class LeaseHeld(RuntimeStoreError):
         self.remaining_ms = remaining_ms
 
 
+class UnsafeServer(RuntimeStoreError):
+    """The store was opened with ``guard="refuse"`` and the server could lose
+    or evict its state (persistence off, an evicting maxmemory-policy) or is
+    too old for its scripts. Nothing was sent."""
+
+    prefix = "Unsafe server"
+
+
 class InvalidSessionSnapshot(ValueError):
     """The bytes are not a meerkat Session (SPEC §5). The message says what is
     wrong and where."""

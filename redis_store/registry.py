@@ -32,7 +32,7 @@ DEFAULT_NAMESPACE = "meerkat"
 
 def _memory(url: str, namespace: str, **options: Any) -> RuntimeStore:
     store_options, rest = _split(options)
-    if rest or {"wait_replicas", "wait_timeout"} & set(store_options):
+    if rest or {"wait_replicas", "wait_timeout", "guard"} & set(store_options):
         raise TypeError(f"memory:// takes only the StoreOptions fields, got {', '.join(sorted({*rest, *store_options}))}")
     return InMemoryRuntimeStore(**store_options)  # one memory store is one namespace
 
@@ -45,7 +45,7 @@ def _redis_unix(url: str, namespace: str, **options: Any) -> RuntimeStore:
     return _redis("unix://" + url.split("://", 1)[1], namespace, **options)
 
 
-_STORE_KWARGS = ("commit_id_ttl", "max_snapshot_bytes", "max_inputs_per_call", "wait_replicas", "wait_timeout")
+_STORE_KWARGS = ("commit_id_ttl", "max_snapshot_bytes", "max_inputs_per_call", "wait_replicas", "wait_timeout", "guard")
 
 
 def _split(options: dict) -> tuple[dict, dict]:

@@ -40,6 +40,7 @@ STORE_OPTIONS = {
     "max_inputs_per_call": int,
     "wait_replicas": int,
     "wait_timeout": float,
+    "guard": str,
 }
 
 
