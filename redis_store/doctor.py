@@ -14,7 +14,7 @@ from .keys import KeyLayout, glob_escape
 from .scripts import SCRIPT_NAMES, sha1, source
 
 #: Commands a worker sends itself (AUTH and HELLO need no grant).
-CLIENT_COMMANDS = ("evalsha", "script|load", "get", "hget", "scan")
+CLIENT_COMMANDS = ("evalsha", "script|load", "get", "hget", "scan", "info")  # INFO: the guard's checks
 #: Commands the Lua scripts call: Redis checks the user's ACL for each.
 SCRIPT_COMMANDS = (
     "get", "set", "type", "incr", "del", "unlink", "pexpire", "pttl", "time",
@@ -87,6 +87,13 @@ async def diagnose(client: Any, namespace: str = "meerkat") -> list[Finding]:
     return findings
 
 
+def _one_node(info: dict) -> dict:
+    """INFO of one node (Redis Cluster answers per node; they share settings)."""
+    if info and all(isinstance(value, dict) for value in info.values()):
+        return next(iter(info.values()))
+    return info
+
+
 async def server_findings(client: Any) -> list[Finding]:
     """Server version, persistence and eviction: what the store checks when
     it first connects (its ``guard``). What the user may not read (INFO or
@@ -98,8 +105,7 @@ async def server_findings(client: Any) -> list[Finding]:
                         "ask the operator to run redis-store doctor, or grant INFO and CONFIG GET")]
     except RedisError as exc:
         return [Finding("fail", "connection", f"{type(exc).__name__}: {exc}", "check the URL, credentials and that the server is up")]
-    if isinstance(server, dict) and server and all(isinstance(v, dict) for v in server.values()):
-        server = next(iter(server.values()))  # Redis Cluster: one reply per node; they run one version
+    server = _one_node(server)
     version = server.get("valkey_version") or server.get("redis_version")
     product = "Valkey" if "valkey_version" in server else "Redis"
     major = int(str(version).split(".")[0]) if version else 0
@@ -118,10 +124,10 @@ async def server_findings(client: Any) -> list[Finding]:
 
 
 async def _persistence(client: Any) -> Finding:
-    info = await client.info("persistence")
+    info = _one_node(await client.info("persistence"))
     aof = str(info.get("aof_enabled")) == "1"
-    save = await _config(client, "save")
-    fsync = await _config(client, "appendfsync")
+    fsync = await _config(client, "appendfsync") if aof else None
+    save = None if aof else await _config(client, "save")  # CONFIG only where INFO cannot tell
     if aof:
         if fsync == "no":
             return Finding("warn", "persistence", "AOF on with appendfsync no",
@@ -139,7 +145,7 @@ async def _persistence(client: Any) -> Finding:
 
 
 async def _eviction(client: Any) -> Finding:
-    policy = await _config(client, "maxmemory-policy")
+    policy = _one_node(await client.info("memory")).get("maxmemory_policy")  # INFO: no CONFIG right needed
     if policy is None:
         return Finding("warn", "eviction", "maxmemory-policy unreadable (CONFIG GET denied)",
                        "make sure it is noeviction: any other policy may silently delete runtime state")
