@@ -119,20 +119,15 @@ local function earlier_commit(commits_key, log_key, commit_id, fingerprint, rete
   return tonumber(string.sub(earlier, space + 1)), nil
 end
 
--- Remember a commit id for retention_ms (server clock), and forget a few
--- expired ones: bounded work per commit.
+-- Remember a commit id (server clock). Both keys expire retention_ms after
+-- the runtime's last commit; while it keeps committing, prune_commit_ids.lua
+-- (RuntimeStore.prune_runtime) forgets old ids, outside this hot path.
 local function remember_commit(commits_key, log_key, commit_id, fingerprint, seq, retention_ms)
   if commit_id == '' then
     return
   end
-  local now = now_ms()
   redis.call('HSET', commits_key, commit_id, fingerprint .. ' ' .. int_text(seq))
-  redis.call('ZADD', log_key, now, commit_id)
-  local expired = redis.call('ZRANGEBYSCORE', log_key, '-inf', now - retention_ms, 'LIMIT', 0, 16)
-  if #expired > 0 then
-    redis.call('HDEL', commits_key, unpack(expired))
-    redis.call('ZREM', log_key, unpack(expired))
-  end
+  redis.call('ZADD', log_key, now_ms(), commit_id)
   redis.call('PEXPIRE', commits_key, retention_ms)
   redis.call('PEXPIRE', log_key, retention_ms)
 end

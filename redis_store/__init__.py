@@ -7,7 +7,7 @@
 
 from .backend_memory import InMemoryRuntimeStore
 from .backend_redis import RedisRuntimeStore
-from .contract import MAX_SEQUENCE, RuntimeStore
+from .contract import MAX_SEQUENCE, PruneReport, RawRuntime, RuntimeStore, StoreOptions
 from .digest import session_digest
 from .errors import (
     CommitIdReused,
@@ -35,6 +35,9 @@ __all__ = [
     "InMemoryRuntimeStore",
     "RedisRuntimeStore",
     "RuntimeStore",
+    "StoreOptions",
+    "RawRuntime",
+    "PruneReport",
     "MAX_SEQUENCE",
     "open_store",
     "session_digest",

@@ -10,8 +10,8 @@ Invariants of one runtime:
 * the input order list and the inputs hash hold the same ids, once each,
   and each input is stored under its own id;
 * every receipt is stored under its own (run_id, sequence), and each run's
-  sequence counter equals the run's largest receipt sequence (so sequences
-  stay unique: the next one minted is new);
+  sequence counter is at least the run's largest receipt sequence (so the
+  next one minted is new; pruned runs keep their counter);
 * every input's ``last_run_id``/``last_boundary_sequence`` names a receipt;
 * the snapshot's digest equals that of the receipt minted with it.
 """
@@ -135,7 +135,8 @@ def _check_receipts(raw: RawRuntime, report: RuntimeReport, decode, violate) -> 
         counter = raw.run_seqs.get(run)
         if counter is None:
             violate("sequence-counter", f"run {run} has receipts but no sequence counter")
-        elif not counter.isdigit() or int(counter) != largest.get(run, -1):
+        elif not counter.isdigit() or int(counter) < largest.get(run, -1):
+            # Greater is fine: prune_runtime removes old receipts, not counters.
             violate(
                 "sequence-counter",
                 f"run {run}: counter {counter!r} but the largest receipt sequence is {largest.get(run)}",

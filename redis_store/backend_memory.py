@@ -34,7 +34,7 @@ def _now_ms() -> float:
 class _Runtime:
     __slots__ = (
         "state", "snapshot", "inputs", "receipts", "run_seqs", "snapshot_receipt",
-        "epoch", "lease", "commits", "marked",
+        "epoch", "lease", "commits", "commits_at", "marked",
     )
 
     def __init__(self) -> None:
@@ -47,6 +47,7 @@ class _Runtime:
         self.epoch = 0  # fencing epoch: never goes back
         self.lease: tuple[str, int, float] | None = None  # owner, token, expiry (ms, monotonic)
         self.commits: dict[str, tuple[str, int, float]] = {}  # commit id -> fingerprint, sequence, time
+        self.commits_at = 0.0  # when the last commit id was remembered
         self.marked = False  # anything stored (Redis: the meta key exists)
 
     def upsert(self, inputs: EncodedInputs, suffix: bytes = b"") -> None:
@@ -79,9 +80,10 @@ class _Runtime:
         if commit is None:
             return
         now = _now_ms()
+        if self.commits and self.commits_at <= now - retention_ms:
+            self.commits.clear()  # as Redis expires both keys retention_ms after the last commit
         self.commits[commit.commit_id] = (commit.fingerprint, sequence, now)
-        for commit_id in [c for c, (_, _, at) in self.commits.items() if at <= now - retention_ms][:16]:
-            del self.commits[commit_id]
+        self.commits_at = now
 
 
 class InMemoryRuntimeStore(RuntimeStore):
@@ -255,6 +257,27 @@ class InMemoryRuntimeStore(RuntimeStore):
             fresh.epoch = runtime.epoch  # tokens never repeat
             self._runtimes[rid] = fresh
             return existed
+
+    async def _prune_commit_ids(self, rid: str, batch: int) -> int:
+        with self._lock:
+            runtime = self._runtimes.get(rid)
+            if runtime is None:
+                return 0
+            cutoff = _now_ms() - self.commit_id_ttl_ms
+            expired = [c for c, (_, _, at) in runtime.commits.items() if at <= cutoff][:batch]
+            for commit_id in expired:
+                del runtime.commits[commit_id]
+            return len(expired)
+
+    async def _drop_receipts(self, rid: str, fields: list[str]) -> int:
+        with self._lock:
+            runtime = self._runtimes.get(rid)
+            removed = 0
+            for field in fields:
+                run, _, seq = field.rpartition(":")
+                if runtime is not None and field != runtime.snapshot_receipt and runtime.receipts.pop((run, int(seq)), None):
+                    removed += 1
+            return removed
 
     async def _list_runtimes(self, cursor: int, count: int) -> tuple[int, list[str]]:
         with self._lock:

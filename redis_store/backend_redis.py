@@ -372,6 +372,16 @@ class RedisRuntimeStore(RuntimeStore):
         )
         return bool(deleted)
 
+    async def _prune_commit_ids(self, rid: str, batch: int) -> int:
+        k = self._keys.runtime(rid)
+        return int(await self._write(
+            "prune_runtime", self._scripts.prune_commit_ids, [k.commits, k.commit_log], [self.commit_id_ttl_ms, batch]
+        ))
+
+    async def _drop_receipts(self, rid: str, fields: list[str]) -> int:
+        k = self._keys.runtime(rid)
+        return int(await self._write("prune_runtime", self._scripts.drop_receipts, [k.receipts, k.meta], fields))
+
     async def _lease_read(self, rid: str) -> tuple[str, int, int] | None:
         k = self._keys.runtime(rid)
         owner, token, remaining, _epoch = await self._read(

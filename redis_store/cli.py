@@ -4,6 +4,7 @@
     redis-store runtimes URL               list runtimes
     redis-store inspect URL RUNTIME        look inside one runtime
     redis-store check URL [--runtime R]    verify the store's invariants
+    redis-store prune URL [--keep-runs N]  apply the retention policy
     redis-store doctor URL                 is this server fit for the job?
 
 Every command that reports takes ``--json``. Exit status: 0 all well,
@@ -115,6 +116,23 @@ async def cmd_check(args) -> int:
             print(f"VIOLATION {violation}")
         print(f"checked {count} runtimes: {len(violations)} violations")
     return 1 if violations else 0
+
+
+async def cmd_prune(args) -> int:
+    forgotten = removed = count = 0
+    async with open_store(args.url) as store:
+        runtimes = args.runtime or [rid async for rid in audit.runtime_ids(store)]
+        for runtime in runtimes:
+            report = await store.prune_runtime(runtime, keep_runs=args.keep_runs, batch=args.batch)
+            forgotten += report.commit_ids_forgotten
+            removed += report.receipts_removed
+            count += 1
+    summary = {"runtimes": count, "commit_ids_forgotten": forgotten, "receipts_removed": removed}
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"pruned {count} runtimes: {forgotten} commit ids forgotten, {removed} receipts removed")
+    return 0
 
 
 async def cmd_doctor(args) -> int:
@@ -299,6 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", action="append", help="check only this runtime (repeatable)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("prune", help="apply the retention policy: old commit ids, receipts of finished runs",
+                       description="Forget commit ids older than commit_id_ttl and, with --keep-runs N, remove the "
+                       "receipts of all but each runtime's N newest runs (never a run an input points at, nor the "
+                       "snapshot's receipt), in bounded steps. Run it from a periodic job.")
+    p.add_argument("url")
+    p.add_argument("--runtime", action="append", help="prune only this runtime (repeatable)")
+    p.add_argument("--keep-runs", type=int, help="keep the receipts of this many newest runs per runtime")
+    p.add_argument("--batch", type=int, default=256, help="deletions per step (default 256)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_prune)
 
     p = sub.add_parser("doctor", help="server version, persistence, eviction, scripts, permissions; with advice")
     p.add_argument("url")

@@ -93,6 +93,12 @@ class CommitTag(NamedTuple):
     fingerprint: str
 
 
+@dataclasses.dataclass(frozen=True)
+class PruneReport:
+    commit_ids_forgotten: int
+    receipts_removed: int
+
+
 @dataclasses.dataclass
 class RawRuntime:
     """Everything stored for one runtime, undecoded, read in one consistent
@@ -540,6 +546,41 @@ class RuntimeStore(abc.ABC):
         self._ensure_open(WriteFailed)
         return await self._delete_runtime(rid, fence)
 
+    async def prune_runtime(
+        self, runtime_id: LogicalRuntimeId | str, *, keep_runs: int | None = None, batch: int = 256
+    ) -> PruneReport:
+        """The retention policy, applied in bounded steps (each one script of
+        at most ``batch`` deletions), never inside a commit:
+
+        * commit ids older than ``commit_id_ttl`` are forgotten;
+        * with ``keep_runs=N``, the receipts of all but the N newest runs
+          (run ids are UUIDv7: newest = latest created) are removed, except
+          runs an input state points at (``last_run_id``) and the receipt
+          minted with the stored snapshot. Each run's sequence counter stays,
+          so no sequence is ever minted twice.
+
+        Run it from a periodic job (``redis-store prune``)."""
+        rid = runtime_key(runtime_id)
+        if keep_runs is not None and (not isinstance(keep_runs, int) or isinstance(keep_runs, bool) or keep_runs < 0):
+            raise ValueError(f"keep_runs must be a non-negative int, got {keep_runs!r}")
+        if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 10_000:
+            raise ValueError(f"batch must be an int in [1, 10000], got {batch!r}")
+        self._ensure_open(WriteFailed)
+        forgotten = 0
+        while (step := await self._prune_commit_ids(rid, batch)) > 0:
+            forgotten += step
+        removed = 0
+        if keep_runs is not None:
+            raw = await self._dump_runtime(rid)
+            states, _ = await self.load_readable_input_states(rid)
+            referenced = {str(s.last_run_id) for s in states if s.last_run_id is not None}
+            runs = sorted(raw.run_seqs)  # UUIDv7 text sorts by creation time
+            finished = [run for run in runs[: max(0, len(runs) - keep_runs)] if run not in referenced]
+            fields = [field for field in raw.receipts if field.rpartition(":")[0] in set(finished)]
+            for start in range(0, len(fields), batch):
+                removed += await self._drop_receipts(rid, fields[start : start + batch])
+        return PruneReport(commit_ids_forgotten=forgotten, receipts_removed=removed)
+
     async def dump_runtime(self, runtime_id: LogicalRuntimeId | str) -> RawRuntime:
         """Everything stored for a runtime, undecoded (for operators)."""
         rid = runtime_key(runtime_id)
@@ -645,6 +686,14 @@ class RuntimeStore(abc.ABC):
 
     @abc.abstractmethod
     async def _delete_runtime(self, rid: str, fence: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def _prune_commit_ids(self, rid: str, batch: int) -> int:
+        """Forget up to ``batch`` commit ids older than the retention."""
+
+    @abc.abstractmethod
+    async def _drop_receipts(self, rid: str, fields: list[str]) -> int:
+        """Remove these receipts, but never the one minted with the stored snapshot."""
 
     async def _close(self) -> None:
         """Release resources; backends that hold none keep this."""

@@ -32,6 +32,8 @@ SCRIPT_NAMES = (
     "lease_revoke",
     "lease_read",
     "delete_runtime",
+    "prune_commit_ids",
+    "drop_receipts",
 )
 _LIB = "lib"
 
@@ -81,6 +83,8 @@ class Scripts:
         self.lease_revoke = client.register_script(source("lease_revoke"))
         self.lease_read = client.register_script(source("lease_read"))
         self.delete_runtime = client.register_script(source("delete_runtime"))
+        self.prune_commit_ids = client.register_script(source("prune_commit_ids"))
+        self.drop_receipts = client.register_script(source("drop_receipts"))
 
     async def preload(self) -> None:
         """SCRIPT LOAD every script once (on Redis Cluster: on every primary),

@@ -102,7 +102,7 @@ def _corrupt(url: str, how) -> None:
     [
         ("decodes", lambda c, k: c.set(k.state, b"\xc1")),
         ("decodes", lambda c, k: c.set(k.snapshot, msgpack.packb([7, b"{}"]))),
-        ("sequence-counter", lambda c, k: c.hset(k.run_seqs, next(iter(c.hkeys(k.run_seqs))), b"9")),
+        ("sequence-counter", lambda c, k: c.hset(k.run_seqs, next(iter(c.hkeys(k.run_seqs))), b"not a number")),
         ("input-order", lambda c, k: c.rpush(k.input_order, b"019a2b3c-0000-7000-8000-000000000009")),
         ("input-stamp", lambda c, k: c.delete(k.receipts)),
         ("snapshot-digest", lambda c, k: c.set(k.snapshot, msgpack.packb([1, session_json(3)]))),
@@ -152,3 +152,18 @@ def test_unreachable_url_is_a_clean_error(capsys):
     code = main(["check", f"redis://127.0.0.1:{free_port()}/0"])
     assert code == 2
     assert "redis-store check:" in capsys.readouterr().err
+
+
+def test_prune_applies_the_retention_policy(capsys, seeded):
+    async def more_runs():
+        async with open_store(seeded) as store:
+            for _ in range(3):
+                await commit(store, "alpha", RunId.new(), turns=1)
+
+    asyncio.run(more_runs())
+    code, out = run_cli(capsys, "prune", seeded, "--keep-runs", "1", "--json")
+    report = json.loads(out)
+    # alpha: 4 runs, 1 kept, 1 pinned by an input's last_run_id; beta{1}: 1 run, pinned
+    assert code == 0 and report == {"runtimes": 2, "commit_ids_forgotten": 0, "receipts_removed": 2}
+    code, out = run_cli(capsys, "check", seeded)
+    assert code == 0, out

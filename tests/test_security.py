@@ -191,9 +191,9 @@ async def roundtrip(store, rid: str = "rt-secure") -> None:
 async def exercise_every_method(store, rid: str, expire_commit_id=None) -> None:
     """Every public method of RuntimeStore, each path the scripts have:
     leases (acquire, renew, fenced writes, release, steal, revoke, fenced
-    out), commit ids (a retry, a reused id pruned when expired), conflicts,
-    loads, listing, dump and delete. ``expire_commit_id(rid)`` plants an
-    expired commit id so that the next commit prunes it."""
+    out), commit ids (a retry; an expired id forgotten by prune_runtime),
+    conflicts, loads, listing, dump, retention and delete.
+    ``expire_commit_id(rid)`` plants an expired commit id for prune_runtime."""
     first = InputState.new_accepted(InputId.new())
     await store.persist_input_state(rid, first)
     await store.persist_runtime_state(rid, RuntimeState.RUNNING)
@@ -207,6 +207,8 @@ async def exercise_every_method(store, rid: str, expire_commit_id=None) -> None:
     args = (rid, delta, run, RunApplyBoundary.RUN_START, [first.input_id], [first])
     receipt = await runtime.commit_session_boundary(*args, commit_id=f"{run}:0")
     assert await runtime.commit_session_boundary(*args, commit_id=f"{run}:0") == receipt  # a retry
+    if expire_commit_id is not None:
+        assert (await store.prune_runtime(rid, keep_runs=5)).commit_ids_forgotten == 1
     assert (await store.load_input_state(rid, first.input_id)).last_run_id == run
     applied = make_receipt(RunId.new(), 0)
     last_delta = SessionDelta(session_json(1))
@@ -566,7 +568,7 @@ async def test_every_public_method_works_with_exactly_the_worker_rule(secured):
     async with open_store(secured.url("worker-a", WORKER_PW, namespace=namespace)) as store:
         await exercise_every_method(store, "rt-worker", secured.expire_commit_id(namespace))
         await roundtrip(store, "rt-more")
-    assert not secured.admin.hexists(KeyLayout(namespace).runtime("rt-more").commits, "long-gone")
+    assert not secured.admin.hexists(KeyLayout(namespace).runtime("rt-worker").commits, "long-gone")
     assert secured.denied_commands() == []  # not one command was refused on the way
 
 

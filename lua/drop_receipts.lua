@@ -1,0 +1,20 @@
+-- drop_receipts.lua: prune_runtime; removes the named receipts of finished
+-- runs (a batch per call). The runs' sequence counters in run_seqs stay, so
+-- a sequence is never minted twice for a run.
+-- KEYS[1] receipts     HASH    "<run_id>:<seq>" -> receipt envelope
+-- KEYS[2] meta         HASH    snapshot_receipt names the receipt to keep
+-- ARGV[1..] receipt fields to remove
+-- Reply: how many receipts were removed. The receipt minted with the stored
+-- snapshot is never removed (checked here, atomically with the delete).
+
+local keep = redis.call('HGET', KEYS[2], 'snapshot_receipt')
+local fields = {}
+for i = 1, #ARGV do
+  if ARGV[i] ~= keep then
+    fields[#fields + 1] = ARGV[i]
+  end
+end
+if #fields == 0 then
+  return 0
+end
+return redis.call('HDEL', KEYS[1], unpack(fields))
