@@ -504,3 +504,138 @@ def test_invalid_snapshots(data, fragment):
     with pytest.raises(InvalidSessionSnapshot) as caught:
         inspect_session(data)
     assert fragment in str(caught.value)
+
+
+# -- the fast paths agree with the reference reader ---------------------------
+#
+# inspect_session first tries fast paths (a snapshot written by serde is hashed
+# as its text stands; others are parsed into dicts) and defers to the strict
+# reference reader whenever it is unsure. Whatever path a snapshot takes, the
+# result (or the error) must be the reference's.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from redis_store import digest  # noqa: E402
+
+
+def reference(data: bytes):
+    try:
+        return digest._strict_canonical(data)
+    except InvalidSessionSnapshot as exc:
+        return f"invalid: {exc}"
+
+
+def public(data: bytes):
+    try:
+        return digest._canonical(data)
+    except InvalidSessionSnapshot as exc:
+        return f"invalid: {exc}"
+
+
+def serde_written(messages: list, **fields) -> bytes:
+    """A snapshot laid out as serde writes it, its messages in canonical form."""
+    canonical_text = canonical_messages_json(snapshot(messages)).decode()
+    head = f'{{"version":1,"id":"{SID}","messages":'
+    tail = json.dumps(
+        {"created_at": TIME, "updated_at": TIME, "metadata": fields.get("metadata", {}),
+         "usage": {"input_tokens": 0, "output_tokens": 0, "cache_creation_tokens": None,
+                   "cache_read_tokens": None}},
+        ensure_ascii=False, separators=(",", ":"),
+    )
+    return (head + canonical_text + "," + tail[1:]).encode()
+
+
+TRICKY_TEXT = st.lists(
+    st.sampled_from(['"', "\\", "/", ",", ":", "{", "}", "[", "]", " ", "\n", "\x00", "\x1f", "\x7f",
+                     "é", "\u2028", "😀", "a", "-0", '"args":', ',"args":', '{"role":"']),
+    max_size=6,
+).map("".join)
+ARGS = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63) - 1, 2**64) | st.floats(allow_nan=False)
+    | TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TRICKY_TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+META = st.sampled_from([
+    None, {"provider": "anthropic", "signature": "s"}, {"provider": "gemini", "thoughtSignature": "t"},
+    {"provider": "open_ai", "id": "r"}, {"provider": "open_ai", "id": "r", "encrypted_content": None},
+    {"provider": "open_ai", "encrypted_content": "e", "id": "r"}, {"provider": "mistral"},
+])
+CONTENT = TRICKY_TEXT | st.lists(
+    st.sampled_from([{"type": "text", "text": "t"}, {"text": "t", "type": "text"},
+                     {"type": "image", "media_type": "m", "data": "d"},
+                     {"type": "image", "media_type": "m", "data": "d", "source_path": None}]),
+    max_size=3,
+)
+
+
+def shuffled(draw, value: dict) -> dict:
+    keys = draw(st.permutations(list(value)))
+    return {key: value[key] for key in keys}
+
+
+@st.composite
+def messages(draw):
+    role = draw(st.sampled_from(["system", "user", "assistant", "block_assistant", "tool_results"]))
+    if role in ("system", "user"):
+        message = {"role": role, "content": draw(CONTENT if role == "user" else TRICKY_TEXT)}
+    elif role == "assistant":
+        calls = [{"id": "c", "name": draw(TRICKY_TEXT), "args": draw(ARGS)}
+                 for _ in range(draw(st.integers(0, 2)))]
+        message = {"role": role, "content": draw(TRICKY_TEXT), "tool_calls": calls,
+                   "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 2,
+                                                        "cache_creation_tokens": None,
+                                                        "cache_read_tokens": draw(st.none() | st.integers(0, 9))}}
+    elif role == "block_assistant":
+        blocks = []
+        for _ in range(draw(st.integers(0, 3))):
+            kind = draw(st.sampled_from(["text", "reasoning", "tool_use"]))
+            data = {"text": draw(TRICKY_TEXT)} if kind != "tool_use" else {
+                "id": "t", "name": draw(TRICKY_TEXT), "args": draw(ARGS)}
+            meta = draw(META)
+            if meta is not None or draw(st.booleans()):
+                data["meta"] = meta
+            blocks.append({"block_type": kind, "data": data})
+        message = {"role": role, "blocks": blocks, "stop_reason": "tool_use"}
+    else:
+        results = [{"tool_use_id": "t", "content": draw(CONTENT), "is_error": draw(st.booleans())}
+                   for _ in range(draw(st.integers(0, 2)))]
+        message = {"role": role, "results": results}
+    if draw(st.integers(0, 4)) == 0:
+        message = shuffled(draw, message)
+    if draw(st.integers(0, 9)) == 0:
+        message["x-extra"] = draw(ARGS)
+    return message
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(messages(), max_size=5), st.integers(0, 5))
+def test_every_path_gives_the_reference_result(messages, layout):
+    written = [
+        snapshot(messages),  # json.dumps' layout, with spaces
+        json.dumps({"id": SID, "messages": messages, "created_at": TIME, "updated_at": TIME},
+                   ensure_ascii=layout % 2 == 0, separators=(",", ":")).encode(),
+    ]
+    if not isinstance(reference(written[0]), str):
+        written.append(serde_written(messages))
+        written.append(serde_written(messages, metadata={"k": [1, {"args": messages[:1]}]}))
+    for data in written:
+        assert public(data) == reference(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [EXAMPLE_A, EXAMPLE_B, *(case[1] for case in INVALID)]
+    + [serde_written([tool_use(args={"b": 1, "a": 2})]),  # unsorted args
+       serde_written([tool_use(args=[1.5])]).replace(b"1.5", b"1.50"),  # a float's text
+       serde_written([tool_use(args={"k": 1})]).replace(b'"k":1', b'"k":1,"k":2'),
+       serde_written([tool_use(args={"k": 1})]).replace(b'"k":1', b'"k":-0'),
+       serde_written([tool_use(args={"k": [1]})]).replace(b"[1]", b"[1 ]"),
+       serde_written([tool_use(args="\u00e9")]).replace("\u00e9".encode(), b"\\u00e9"),
+       serde_written([user("a/b")]).replace(b"a/b", b"a\\/b"),
+       serde_written([user("x")]).replace(b'"content":"x"', b'"content":"x","content":"y"'),
+       serde_written([]).replace(b'"secs_since_epoch":1760000000,', b'"secs_since_epoch":1,' * 2)],
+)
+def test_fast_paths_agree_on_known_cases(data):
+    assert public(data) == reference(data)

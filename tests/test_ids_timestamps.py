@@ -419,3 +419,30 @@ def test_calendar_agrees_with_datetime(value: dt.datetime) -> None:
     assert str(stamp)[:19] == value.isoformat()[:19]
     assert Timestamp.parse(value.isoformat()) == stamp
     assert stamp.to_datetime() == value
+
+
+# -- text caches (ids and timestamps remember their text) ----------------------------
+
+
+def test_text_caches_change_no_value() -> None:
+    stamp = Timestamp(BASE, 123_456_789)
+    text = str(stamp)
+    assert str(stamp) is text  # written once
+    assert Timestamp.parse(text) == stamp and str(Timestamp.parse(text)) == text
+    for form in ("2025-10-09T08:53:20.123456789Z", "2025-10-09t10:53:20.123456789+02:00"):
+        assert Timestamp.parse(form) == Timestamp.parse(form) == stamp
+    assert pickle.loads(pickle.dumps(stamp)) == stamp and str(copy.deepcopy(stamp)) == text
+    leap = Timestamp.parse("2016-12-31T23:59:60.5Z")
+    assert str(leap) == "2016-12-31T23:59:60.500Z"
+    assert str(Timestamp(-1, 5)) == "1969-12-31T23:59:59.000000005Z"
+
+    for text in (SAMPLE, SAMPLE.upper(), "{" + SAMPLE + "}"):
+        assert RunId._from_text(text) == RunId(text) == RunId._from_text(text)
+        assert str(RunId._from_text(text)) == SAMPLE
+    assert InputId._from_text(SAMPLE) != RunId._from_text(SAMPLE)
+    assert type(InputId._from_text(SAMPLE)) is InputId
+    with pytest.raises(ValueError, match="invalid RunId"):
+        RunId._from_text("nope")
+    fresh = RunId(uuid.UUID(SAMPLE))
+    assert str(fresh) == SAMPLE and str(fresh) is str(fresh)
+    assert pickle.loads(pickle.dumps(fresh)) == fresh

@@ -223,3 +223,18 @@ def test_floats_round_trip(value):
     assert "e-0" not in text and "e+0" not in text
     parsed = jsonwire.loads(text)
     assert parsed == value and math.copysign(1.0, parsed) == math.copysign(1.0, value)
+
+
+def test_encoder_errors_are_the_standard_library_ones() -> None:
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference"):
+        jsonwire.dumps(loop)
+    with pytest.raises(ValueError, match="Circular reference"):
+        jsonwire.dumps({"a": loop})  # again: a failed call leaves nothing behind
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        jsonwire.dumps({"a": object()})
+    with pytest.raises(ValueError):
+        jsonwire.dumps([float("nan")])
+    shared = [1]
+    assert jsonwire.dumps([shared, {"a": shared}, "\u2028\n"]) == '[[1],{"a":[1]},"\u2028\\n"]'

@@ -623,3 +623,59 @@ def test_free_form_persisted_input_keeps_the_last_repeated_key():
     state = InputState.new_accepted(InputId.new())
     text = state.to_json()[:-1] + ',"persisted_input":{"input_type":"x","payload":{"k":1,"k":2}}}'
     assert InputState.from_json(text).persisted_input == {"input_type": "x", "payload": {"k": 2}}
+
+
+# -- the fast readers agree with the strict ones ---------------------------------------------
+#
+# from_dict first tries a fast reader for the common case and falls back to the
+# strict reader (which names any problem) for everything else: both must give
+# the same value, or the same error.
+
+WRONG_VALUES = st.sampled_from(
+    [None, 0, -1, 1.0, True, "x", "", [], {}, [1], 2**32, 2**64, INPUT, INPUT.upper(), "{" + INPUT + "}",
+     "2025-10-09T08:53:20Z", "2025-10-09 08:53:20+01:00", "2025-10-09T08:53:60.5Z", "accepted",
+     {"outcome_type": "consumed"}, {"outcome_type": "abandoned", "reason": "nope"},
+     {"source_type": "coalescing", "source_input_ids": [INPUT, "x"]},
+     [{"timestamp": T0, "from": "accepted", "to": "queued", "reason": 5}]]
+)
+
+
+def outcome(read: Any, wire: Any) -> Any:
+    try:
+        return read(wire)
+    except (TypeError, ValueError) as exc:
+        return type(exc), str(exc)
+
+
+@st.composite
+def mutated(draw: Any, wire: Any) -> Any:
+    """``wire`` with one field somewhere replaced by a wrong value or removed."""
+    wire = json.loads(json.dumps(wire))
+    node = wire
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        if not keys:
+            return wire
+        key = draw(st.sampled_from(keys + (["extra"] if isinstance(node, dict) else [])))
+        child = node[key] if key != "extra" else None
+        if isinstance(child, (dict, list)) and child and draw(st.booleans()):
+            node = child
+            continue
+        if isinstance(node, dict) and draw(st.integers(0, 3)) == 0:
+            node.pop(key, None)
+        else:
+            node[key] = draw(WRONG_VALUES)
+        return wire
+
+
+@given(st.data(), input_states, receipts)
+def test_fast_readers_agree_with_the_strict_ones(data: Any, state: InputState, receipt: RunBoundaryReceipt) -> None:
+    for value, cls in ((state, InputState), (receipt, RunBoundaryReceipt)):
+        wire = value.to_dict()
+        assert cls.from_dict(wire) == value
+        for changed in (wire, data.draw(mutated(wire)), data.draw(mutated(wire))):
+            fast = outcome(cls.from_dict, changed)
+            strict = outcome(lambda w: cls._read(w, cls.__name__), changed)
+            assert fast == strict
+            if not isinstance(fast, tuple):
+                assert fast.to_json() == strict.to_json()
