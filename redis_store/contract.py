@@ -480,7 +480,14 @@ class RuntimeStore(abc.ABC):
         rid = runtime_key(runtime_id)
         self._ensure_open(ReadFailed)
         states, unreadable = [], []
-        for input_id, value in await self._load_input_states(rid):
+        rows = await self._load_input_states(rid)
+        with jsonwire.paused_gc():  # thousands of small objects: the cyclic GC would rescan them all
+            self._decode_rows(rid, rows, states, unreadable)
+        return states, unreadable
+
+    @staticmethod
+    def _decode_rows(rid: str, rows, states: list, unreadable: list) -> None:
+        for input_id, value in rows:
             if value is None:
                 unreadable.append(ReadFailed(f"runtime {rid!r}: input {input_id} is listed in input_order but has no state"))
                 continue
@@ -488,7 +495,6 @@ class RuntimeStore(abc.ABC):
                 states.append(codec.decode_input_state(value))
             except codec.DecodeError as exc:
                 unreadable.append(ReadFailed(f"runtime {rid!r}: input {input_id}: stored input state is unreadable: {exc}"))
-        return states, unreadable
 
     async def load_input_state(
         self, runtime_id: LogicalRuntimeId | str, input_id: InputId
