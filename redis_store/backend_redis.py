@@ -61,10 +61,22 @@ def _flat(inputs: EncodedInputs) -> list:
     return [part for pair in inputs for part in pair]
 
 
+try:
+    from redis.maint_notifications import MaintNotificationsConfig
+
+    _NO_MAINT_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
+except ImportError:  # redis-py before 7
+    _NO_MAINT_NOTIFICATIONS = None
+
+
 def client_from_url(url: str, client_options: dict) -> Any:
     """A redis.asyncio client for a redis://, rediss:// or unix:// URL; a
     malformed URL raises ValueError without any part of its password."""
     reason = None
+    if _NO_MAINT_NOTIFICATIONS is not None:
+        # redis-py 8 skips its check for a closed idle connection when these are
+        # on, so the first call per pooled connection after a server restart failed.
+        client_options.setdefault("maint_notifications_config", _NO_MAINT_NOTIFICATIONS)
     try:
         pool = redis.asyncio.BlockingConnectionPool.from_url(url, **client_options)
     except (ValueError, TypeError) as exc:
@@ -229,14 +241,21 @@ class RedisRuntimeStore(RuntimeStore):
             raise self._script_error(operation, exc, rid) from exc
         except AuthenticationError as exc:  # refused at connect: nothing was sent
             raise WriteFailed(f"{operation} on {self._where}: AuthenticationError: {exc}; nothing was written") from exc
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise WriteFailed(
-                f"{operation} on {self._where}: {type(exc).__name__}: {exc}. The outcome is "
-                "unknown: the script may have run before the connection failed; retry with "
-                "the same commit_id, or load the state to check"
-            ) from exc
+        except RedisConnectionError as exc:
+            # Even "could not connect" may follow a retry of a command that
+            # already ran (the client retries after a dropped connection).
+            raise self._unknown_outcome(operation, exc) from exc
+        except RedisTimeoutError as exc:
+            raise self._unknown_outcome(operation, exc) from exc
         except (RedisError, RedisClusterException) as exc:
             raise WriteFailed(f"{operation} on {self._where}: {type(exc).__name__}: {exc}") from exc
+
+    def _unknown_outcome(self, operation: str, exc: Exception) -> WriteFailed:
+        return WriteFailed(
+            f"{operation} on {self._where}: {type(exc).__name__}: {exc}. The outcome is "
+            "unknown: the script may have run before the connection failed; retry with "
+            "the same commit_id, or load the state to check"
+        )
 
     async def _write_and_wait(self, operation: str, script, keys: list, args: list):
         """The script, then WAIT, pipelined on one connection: WAIT counts
