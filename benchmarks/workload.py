@@ -36,7 +36,7 @@ def turn(i: int) -> list[dict]:
             "role": "block_assistant",
             "blocks": [
                 {"block_type": "reasoning", "data": {"text": f"The user wants a 7-day forecast for {city}; call the weather tool once, then rank the days by rain and wind."}},
-                {"block_type": "tool_use", "data": {"id": f"toolu_{i:06d}", "name": "weather.forecast", "args": {"city": city, "days": 7, "units": "metric", "fields": ["temp", "rain", "wind"]}}},
+                {"block_type": "tool_use", "data": {"id": f"toolu_{i:06d}", "name": "weather.forecast", "args": {"city": city, "days": 7, "fields": ["temp", "rain", "wind"], "units": "metric"}}},
             ],
             "stop_reason": "tool_use",
         },
