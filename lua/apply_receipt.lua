@@ -5,8 +5,8 @@
 -- KEYS[3] run_seqs     HASH    run_id -> largest sequence of that run
 -- KEYS[4] inputs       HASH    input_id -> input state envelope
 -- KEYS[5] input_order  LIST    input ids in first-stored order
--- KEYS[6] meta         HASH    layout version; snapshot_receipt is
---                              dropped when a snapshot is written here
+-- KEYS[6] meta         HASH    layout version; a snapshot written here moves
+--                              snapshot_receipt to snapshot_applied (this receipt)
 -- KEYS[7] lease        HASH    owner, token of the live lease (expires)
 -- KEYS[8] commits      HASH    commit_id -> "<fingerprint> <sequence>"
 -- KEYS[9] commit_log   ZSET    commit_id scored by server time (ms) committed
@@ -56,6 +56,7 @@ end
 if ARGV[4] ~= '' then
   redis.call('SET', KEYS[1], ARGV[4])
   redis.call('HDEL', KEYS[6], 'snapshot_receipt')
+  redis.call('HSET', KEYS[6], 'snapshot_applied', field)
 end
 redis.call('HSET', KEYS[2], field, ARGV[3])
 if not last or seq > last then

@@ -57,5 +57,6 @@ redis.call('HSET', KEYS[3], ARGV[1], seq_text)
 upsert_inputs(KEYS[4], KEYS[5], 8, tail)
 mark_runtime(KEYS[6])
 redis.call('HSET', KEYS[6], 'snapshot_receipt', ARGV[1] .. ':' .. seq_text)
+redis.call('HDEL', KEYS[6], 'snapshot_applied')
 remember_commit(KEYS[8], KEYS[9], ARGV[5], ARGV[6], seq, tonumber(ARGV[7]))
 return {seq, 0}

@@ -2,15 +2,17 @@
 -- runs (a batch per call). The runs' sequence counters in run_seqs stay, so
 -- a sequence is never minted twice for a run.
 -- KEYS[1] receipts     HASH    "<run_id>:<seq>" -> receipt envelope
--- KEYS[2] meta         HASH    snapshot_receipt names the receipt to keep
+-- KEYS[2] meta         HASH    snapshot_receipt / snapshot_applied: the receipt
+--                              stored with the snapshot, to keep
 -- ARGV[1..] receipt fields to remove
--- Reply: how many receipts were removed. The receipt minted with the stored
+-- Reply: how many receipts were removed. The receipt stored with the
 -- snapshot is never removed (checked here, atomically with the delete).
 
-local keep = redis.call('HGET', KEYS[2], 'snapshot_receipt')
+local minted = redis.call('HGET', KEYS[2], 'snapshot_receipt')
+local applied = redis.call('HGET', KEYS[2], 'snapshot_applied')
 local fields = {}
 for i = 1, #ARGV do
-  if ARGV[i] ~= keep then
+  if ARGV[i] ~= minted and ARGV[i] ~= applied then
     fields[#fields + 1] = ARGV[i]
   end
 end

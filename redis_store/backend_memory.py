@@ -33,7 +33,7 @@ def _now_ms() -> float:
 
 class _Runtime:
     __slots__ = (
-        "state", "snapshot", "inputs", "receipts", "run_seqs", "snapshot_receipt",
+        "state", "snapshot", "inputs", "receipts", "run_seqs", "snapshot_receipt", "snapshot_applied",
         "epoch", "lease", "commits", "commits_at", "marked",
     )
 
@@ -44,6 +44,7 @@ class _Runtime:
         self.receipts: dict[tuple[str, int], bytes] = {}
         self.run_seqs: dict[str, int] = {}  # largest sequence per run: O(1) minting
         self.snapshot_receipt: str | None = None  # receipt minted with the stored snapshot
+        self.snapshot_applied: str | None = None  # or the receipt atomic_apply stored it with
         self.epoch = 0  # fencing epoch: never goes back
         self.lease: tuple[str, int, float] | None = None  # owner, token, expiry (ms, monotonic)
         self.commits: dict[str, tuple[str, int, float]] = {}  # commit id -> fingerprint, sequence, time
@@ -130,6 +131,7 @@ class InMemoryRuntimeStore(RuntimeStore):
             runtime.receipts[(run_id, sequence)] = receipt_prefix + suffix
             runtime.run_seqs[run_id] = sequence
             runtime.snapshot_receipt = receipt_field(run_id, sequence)
+            runtime.snapshot_applied = None
             runtime.upsert(inputs, suffix)
             runtime.remember(commit, sequence, self.commit_id_ttl_ms)
             return sequence
@@ -157,6 +159,7 @@ class InMemoryRuntimeStore(RuntimeStore):
             if snapshot is not None:
                 runtime.snapshot = snapshot
                 runtime.snapshot_receipt = None
+                runtime.snapshot_applied = receipt_field(run_id, sequence)
             runtime.receipts[(run_id, sequence)] = receipt
             if sequence > runtime.run_seqs.get(run_id, -1):
                 runtime.run_seqs[run_id] = sequence
@@ -275,7 +278,8 @@ class InMemoryRuntimeStore(RuntimeStore):
             removed = 0
             for field in fields:
                 run, _, seq = field.rpartition(":")
-                if runtime is not None and field != runtime.snapshot_receipt and runtime.receipts.pop((run, int(seq)), None):
+                kept = (runtime.snapshot_receipt, runtime.snapshot_applied) if runtime else ()
+                if runtime is not None and field not in kept and runtime.receipts.pop((run, int(seq)), None):
                     removed += 1
             return removed
 
@@ -291,6 +295,8 @@ class InMemoryRuntimeStore(RuntimeStore):
             meta = {"layout": "1"} if runtime.marked else {}
             if runtime.snapshot_receipt is not None:
                 meta["snapshot_receipt"] = runtime.snapshot_receipt
+            if runtime.snapshot_applied is not None:
+                meta["snapshot_applied"] = runtime.snapshot_applied
             return RawRuntime(
                 state=runtime.state,
                 snapshot=runtime.snapshot,

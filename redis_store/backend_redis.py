@@ -403,8 +403,8 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def _lease_read(self, rid: str) -> tuple[str, int, int] | None:
         k = self._keys.runtime(rid)
-        owner, token, remaining, _epoch = await self._read(
-            "current_lease", lambda: self._scripts.lease_read(keys=[k.lease, k.fence], args=[], client=self._client)
+        owner, token, remaining = await self._read(
+            "current_lease", lambda: self._scripts.lease_read(keys=[k.lease], args=[], client=self._client)
         )
         if not owner or not token or remaining < 0:
             return None

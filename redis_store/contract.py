@@ -58,6 +58,8 @@ EncodedInputs = list[tuple[str, bytes]]
 
 #: How long commit ids are remembered by default: a day.
 DEFAULT_COMMIT_ID_TTL = 24 * 3600.0
+#: Longest commit-id retention: ten years, in seconds (PEXPIRE takes integer ms).
+MAX_COMMIT_ID_TTL = 10 * 365 * 24 * 3600.0
 #: Longest runtime id, in UTF-8 bytes (meerkat uses 36-character UUIDs).
 MAX_RUNTIME_ID_BYTES = 4096
 
@@ -80,6 +82,8 @@ class StoreOptions:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not self.commit_id_ttl <= MAX_COMMIT_ID_TTL:  # also refuses inf and nan
+            raise ValueError(f"commit_id_ttl must be at most {MAX_COMMIT_ID_TTL:.0f} s (ten years), got {self.commit_id_ttl!r}")
 
     @property
     def commit_id_ttl_ms(self) -> int:
@@ -432,7 +436,7 @@ class RuntimeStore(abc.ABC):
         """Extend a held lease (by its own ttl unless given). Raises
         ``FencedOut`` if it is no longer held."""
         _check("lease", lease, Lease)
-        ms = lease.ttl_ms if ttl is None else ttl_ms(ttl)
+        ms = ttl_ms(lease.ttl_ms / 1000 if ttl is None else ttl)
         self._ensure_open(WriteFailed)
         await self._lease_renew(lease.runtime_id, str(lease.token), ms)
         return dataclasses.replace(lease, ttl_ms=ms)
@@ -451,7 +455,8 @@ class RuntimeStore(abc.ABC):
         return await self._lease_revoke(rid)
 
     async def current_lease(self, runtime_id: LogicalRuntimeId | str) -> Lease | None:
-        """The live lease (its ``ttl_ms`` is the time left), or None."""
+        """The live lease, or None. Its ``ttl_ms`` is the time left, so pass
+        ``ttl=`` when renewing a lease read this way."""
         rid = runtime_key(runtime_id)
         self._ensure_open(ReadFailed)
         held = await self._lease_read(rid)
@@ -562,8 +567,9 @@ class RuntimeStore(abc.ABC):
         * with ``keep_runs=N``, the receipts of all but the N newest runs
           (run ids are UUIDv7: newest = latest created) are removed, except
           runs an input state points at (``last_run_id``) and the receipt
-          minted with the stored snapshot. Each run's sequence counter stays,
-          so no sequence is ever minted twice.
+          stored with the snapshot. Each run's sequence counter stays, so no
+          sequence is ever minted twice; an ``atomic_apply`` of a removed
+          receipt's key is no longer a ``ReceiptConflict``.
 
         Run it from a periodic job (``redis-store prune``)."""
         rid = runtime_key(runtime_id)
@@ -578,7 +584,7 @@ class RuntimeStore(abc.ABC):
         removed = 0
         if keep_runs is not None:
             raw = await self._dump_runtime(rid)
-            states, _ = await self.load_readable_input_states(rid)
+            states = await self.load_input_states(rid)  # an unreadable row stops pruning: it may point at a run
             referenced = {str(s.last_run_id) for s in states if s.last_run_id is not None}
             runs = sorted(raw.run_seqs)  # UUIDv7 text sorts by creation time
             finished = [run for run in runs[: max(0, len(runs) - keep_runs)] if run not in referenced]

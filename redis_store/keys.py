@@ -16,10 +16,12 @@ runtime's hash tag)::
                                      deleted (delete_runtime keeps it), so tokens never repeat
     ns:rt:{tag}:meta         HASH    layout -> key layout version (1);
                                      snapshot_receipt -> "<run_id>:<sequence>" of the
-                                     receipt minted with the stored snapshot (absent
-                                     when atomic_apply wrote the snapshot)
+                                     receipt minted with the stored snapshot, or
+                                     snapshot_applied -> that of the receipt
+                                     atomic_apply stored it with
 
-Every write touches ``meta``, so scanning ``ns:rt:{*}:meta`` lists runtimes.
+Every write that stores state touches ``meta``, so scanning
+``ns:rt:{*}:meta`` lists runtimes.
 
 Values are msgpack envelopes (see ``codec``). ``run_seqs`` makes minting the
 next sequence O(1) however many receipts a run has.

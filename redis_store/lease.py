@@ -52,7 +52,14 @@ class FencedStore:
     Reads and everything else pass through unchanged."""
 
     _WRITES = frozenset(
-        {"commit_session_boundary", "atomic_apply", "persist_input_state", "persist_runtime_state", "atomic_lifecycle_commit"}
+        {
+            "commit_session_boundary",
+            "atomic_apply",
+            "persist_input_state",
+            "persist_runtime_state",
+            "atomic_lifecycle_commit",
+            "delete_runtime",
+        }
     )
 
     def __init__(self, store: "RuntimeStore", lease: Lease) -> None:

@@ -459,6 +459,6 @@ async def test_dump_runtime_shows_everything_stored(store):
     assert raw.meta == {"layout": "1", "snapshot_receipt": f"{run_id}:{receipt.sequence}"}
     assert raw.state is not None and raw.snapshot is not None
     await store.atomic_apply("rt", delta(2), make_receipt(run_id, 5), [])
-    assert (await store.dump_runtime("rt")).meta == {"layout": "1"}  # snapshot no longer from a minted receipt
+    assert (await store.dump_runtime("rt")).meta == {"layout": "1", "snapshot_applied": f"{run_id}:5"}  # not minted
     empty = await store.dump_runtime("nothing-here")
     assert (empty.inputs, empty.receipts, empty.meta, empty.state) == ({}, {}, {}, None)

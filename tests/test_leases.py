@@ -4,6 +4,7 @@ lease that is no longer current fails with FencedOut and writes nothing."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -193,3 +194,20 @@ async def test_delete_runtime_removes_everything_but_the_epoch(store):
     # the commit id was forgotten with the runtime: it commits anew
     receipt = await store.commit_session_boundary("rt", delta(1), RunId.new(), RunApplyBoundary.RUN_START, [], [], commit_id="c1")
     assert receipt.sequence == 0
+
+
+async def test_a_stale_lease_cannot_delete_the_runtime(store):
+    stale = await store.acquire_lease("rt", "w1", 30)
+    await store.steal_lease("rt", "w2", 30)
+    await store.persist_runtime_state("rt", RuntimeState.IDLE)
+    with pytest.raises(FencedOut):
+        await store.fenced(stale).delete_runtime("rt")
+    assert await store.load_runtime_state("rt") == RuntimeState.IDLE
+
+
+async def test_renew_checks_the_ttl_it_is_given(store):
+    lease = await store.acquire_lease("rt", "w", 30)
+    for bad in (dataclasses.replace(lease, ttl_ms=0),):
+        with pytest.raises(ValueError):
+            await store.renew_lease(bad)
+    assert (await store.current_lease("rt")) is not None

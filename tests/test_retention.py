@@ -62,3 +62,21 @@ async def test_prune_arguments_are_checked(store):
     for kwargs in ({"keep_runs": -1}, {"batch": 0}, {"batch": 10**6}, {"keep_runs": True}):
         with pytest.raises(ValueError):
             await store.prune_runtime("rt", **kwargs)
+
+
+async def test_the_receipt_atomic_apply_stored_the_snapshot_with_stays(store):
+    run_id, other = RunId.new(), RunId.new()
+    await store.commit_session_boundary("rt", SessionDelta(session_json(1)), other, RunApplyBoundary.RUN_START, [], [])
+    from test_conformance import make_receipt
+
+    await store.atomic_apply("rt", SessionDelta(session_json(2)), make_receipt(run_id, 0), [])
+    report = await store.prune_runtime("rt", keep_runs=0)
+    assert report.receipts_removed == 1  # the commit's; the applied one stays with its snapshot
+    assert await store.load_boundary_receipt("rt", run_id, 0) is not None
+
+
+def test_commit_id_ttl_is_bounded():
+    for bad in (float("inf"), float("nan"), 1e15, 0, -1):
+        with pytest.raises(ValueError):
+            StoreOptions(commit_id_ttl=bad)
+    assert StoreOptions(commit_id_ttl=3650 * 24 * 3600).commit_id_ttl_ms == 315_360_000_000
