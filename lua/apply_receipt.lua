@@ -24,24 +24,16 @@
 -- written) else 0}. Errors, raised before any write: BAD_ARGS, WRONGTYPE,
 -- COMMIT_ID_REUSED, FENCED_OUT, RECEIPT_CONFLICT, CORRUPT.
 
-local failed = common_checks(9, {'string', 'hash', 'hash', 'hash', 'list', 'hash', 'hash', 'hash', 'zset', 'string'})
-if failed then
-  return redis.error_reply(failed)
-end
 local seq = tonumber(ARGV[2])
 if not seq or seq < 0 or seq > MAX_SEQUENCE or seq ~= math.floor(seq) then
   return redis.error_reply('BAD_ARGS sequence must be an integer in [0, 2^53)')
 end
-local earlier, reused = earlier_commit(KEYS[8], KEYS[9], ARGV[6], ARGV[7], tonumber(ARGV[8]))
-if reused then
-  return redis.error_reply(reused)
+local failed, earlier = commit_checks(9, ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]))
+if failed then
+  return redis.error_reply(failed)
 end
 if earlier then
   return {earlier, 1}
-end
-local fenced = fence_error(KEYS[10], KEYS[7], ARGV[5])
-if fenced then
-  return redis.error_reply(fenced)
 end
 local field = ARGV[1] .. ':' .. int_text(seq)
 if redis.call('HEXISTS', KEYS[2], field) == 1 then

@@ -24,20 +24,12 @@
 -- written) else 0}. Errors, raised before any write: BAD_ARGS, WRONGTYPE,
 -- COMMIT_ID_REUSED, FENCED_OUT, CORRUPT (run_seqs entry), SEQUENCE_EXHAUSTED.
 
-local failed = common_checks(8, {'string', 'hash', 'hash', 'hash', 'list', 'hash', 'hash', 'hash', 'zset', 'string'})
+local failed, earlier = commit_checks(8, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]))
 if failed then
   return redis.error_reply(failed)
 end
-local earlier, reused = earlier_commit(KEYS[8], KEYS[9], ARGV[5], ARGV[6], tonumber(ARGV[7]))
-if reused then
-  return redis.error_reply(reused)
-end
 if earlier then
   return {earlier, 1}
-end
-local fenced = fence_error(KEYS[10], KEYS[7], ARGV[4])
-if fenced then
-  return redis.error_reply(fenced)
 end
 local last, corrupt = stored_sequence(KEYS[3], ARGV[1])
 if corrupt then

@@ -131,3 +131,20 @@ local function remember_commit(commits_key, log_key, commit_id, fingerprint, seq
   redis.call('PEXPIRE', commits_key, retention_ms)
   redis.call('PEXPIRE', log_key, retention_ms)
 end
+
+-- The checks commit_boundary.lua and apply_receipt.lua both start with, over
+-- their shared KEYS layout (1 snapshot .. 10 fence): argument shape and key
+-- types, then a commit id already used (its sequence comes back: the script
+-- replies with it and writes nothing), then the fence.
+-- Returns error text or nil, and the earlier sequence or nil.
+local function commit_checks(first_pair, token, commit_id, fingerprint, retention_ms)
+  local failed = common_checks(first_pair, {'string', 'hash', 'hash', 'hash', 'list', 'hash', 'hash', 'hash', 'zset', 'string'})
+  if failed then
+    return failed, nil
+  end
+  local earlier, reused = earlier_commit(KEYS[8], KEYS[9], commit_id, fingerprint, retention_ms)
+  if reused or earlier then
+    return reused, earlier
+  end
+  return fence_error(KEYS[10], KEYS[7], token), nil
+end

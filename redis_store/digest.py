@@ -1354,50 +1354,36 @@ def _args_entries(value: Any, level: int) -> int:
     if kind is dict:
         if level > _MAX_DEPTH:
             return -1
-        count = len(value)
-        if count > 1:
+        if len(value) > 1:
             keys = list(value)
             if keys != sorted(keys):
                 return -1
-        for item in value.values():
-            kind = type(item)
-            if kind is str or kind is bool or item is None:
-                continue
-            if kind is int:
-                if not _I64_MIN <= item <= _U64_MAX:
-                    return -1
-            elif kind is dict or kind is list:
-                entries = _args_entries(item, level + 1)
-                if entries < 0:
-                    return -1
-                count += entries
-            else:
-                return -1
-        return count
-    if kind is list:
+        items, count = value.values(), len(value)
+    elif kind is list:
         if level > _MAX_DEPTH:
             return -1
-        count = 0
-        for item in value:
-            kind = type(item)
-            if kind is str or kind is bool or item is None:
-                continue
-            if kind is int:
-                if not _I64_MIN <= item <= _U64_MAX:
-                    return -1
-            elif kind is dict or kind is list:
-                entries = _args_entries(item, level + 1)
-                if entries < 0:
-                    return -1
-                count += entries
-            else:
+        items, count = value, 0
+    elif kind is str or kind is bool or value is None:
+        return 0
+    elif kind is int and _I64_MIN <= value <= _U64_MAX:
+        return 0
+    else:
+        return -1
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not _I64_MIN <= item <= _U64_MAX:
                 return -1
-        return count
-    if kind is str or kind is bool or value is None:
-        return 0
-    if kind is int and _I64_MIN <= value <= _U64_MAX:
-        return 0
-    return -1
+        elif kind is dict or kind is list:
+            entries = _args_entries(item, level + 1)
+            if entries < 0:
+                return -1
+            count += entries
+        else:
+            return -1
+    return count
 
 
 def _content_entries(blocks: list) -> int:
