@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 import redis
 import redis.asyncio
 
-from redis_store.embedded import ServerProcess, redis_binary
+from redis_store.embedded import private_server, redis_binary
 
 
 @dataclass(frozen=True)
@@ -55,17 +55,10 @@ def server(url: str | None):
     if url:
         yield url, "given by --url"
         return
-    binary = redis_binary()
-    if binary is None:
-        raise SystemExit(
-            "no redis-server on PATH (Debian: apt-get install redis-server); "
-            "or pass --url redis://HOST:PORT/DB of a server you run"
-        )
-    proc = ServerProcess(binary).start()
-    try:
-        yield proc.url, f"fresh {binary}, no persistence"
-    finally:
-        proc.stop()
+    missing = ("no redis-server on PATH (Debian: apt-get install redis-server); "
+               "or pass --url redis://HOST:PORT/DB of a server you run")
+    with private_server(redis_binary(), missing) as proc:
+        yield proc.url, f"fresh {proc.binary}, no persistence"
 
 
 def client_for(url: str) -> redis.asyncio.Redis:

