@@ -12,9 +12,11 @@
                                stores opened with the same name share data
 
 Every scheme takes the store options ``?namespace=`` (default ``meerkat``),
-``?commit_id_ttl=`` (seconds); Redis schemes also ``?wait_replicas=`` and
-``?wait_timeout=``. Keyword arguments win over the URL. Other keyword
-arguments and query parameters go to the Redis client.
+and the ``StoreOptions`` fields (``?commit_id_ttl=`` seconds, size limits);
+Redis schemes also the ``RedisOptions`` fields (``?wait_replicas=``,
+``?wait_timeout=``, ``?guard=``, ``?refusal_window=``); see ``options``.
+Keyword arguments win over the URL. Other keyword arguments and query
+parameters go to the Redis client.
 """
 
 from __future__ import annotations
@@ -25,15 +27,16 @@ from .backend_memory import InMemoryRuntimeStore
 from .backend_redis import RedisRuntimeStore
 from .contract import RuntimeStore
 from .keys import check_namespace
+from .options import split
 from .urls import parse_host_list, pop_store_options, redact, scheme_of
 
 DEFAULT_NAMESPACE = "meerkat"
 
 
 def _memory(url: str, namespace: str, **options: Any) -> RuntimeStore:
-    store_options, rest = _split(options)
-    if rest or {"wait_replicas", "wait_timeout", "guard"} & set(store_options):
-        raise TypeError(f"memory:// takes only the StoreOptions fields, got {', '.join(sorted({*rest, *store_options}))}")
+    store_options, redis_options, rest = split(options)
+    if rest or redis_options:
+        raise TypeError(f"memory:// takes only the StoreOptions fields, got {', '.join(sorted({*rest, *redis_options}))}")
     return InMemoryRuntimeStore(**store_options)  # one memory store is one namespace
 
 
@@ -45,13 +48,10 @@ def _redis_unix(url: str, namespace: str, **options: Any) -> RuntimeStore:
     return _redis("unix://" + url.split("://", 1)[1], namespace, **options)
 
 
-_STORE_KWARGS = ("commit_id_ttl", "max_snapshot_bytes", "max_inputs_per_call", "wait_replicas", "wait_timeout", "guard")
-
-
 def _split(options: dict) -> tuple[dict, dict]:
     """(store options, client options)."""
-    store = {k: options.pop(k) for k in _STORE_KWARGS if k in options}
-    return store, options
+    store_options, redis_options, client_options = split(options)
+    return {**store_options, **redis_options}, client_options
 
 
 def _redis_cluster(url: str, namespace: str, **options: Any) -> RuntimeStore:
@@ -66,9 +66,7 @@ def _redis_cluster(url: str, namespace: str, **options: Any) -> RuntimeStore:
         decode_responses=False,
         **client_options,
     )
-    store = RedisRuntimeStore(client, namespace, close_client=True, **store_options)
-    store._where = redact(url)
-    return store
+    return RedisRuntimeStore(client, namespace, close_client=True, where=redact(url), **store_options)
 
 
 def _redis_sentinel(url: str, namespace: str, **options: Any) -> RuntimeStore:
@@ -84,9 +82,7 @@ def _redis_sentinel(url: str, namespace: str, **options: Any) -> RuntimeStore:
     client = sentinel.master_for(
         service, username=parsed.username, password=parsed.password, decode_responses=False, **client_options
     )
-    store = RedisRuntimeStore(client, namespace, close_client=True, **store_options)
-    store._where = redact(url)
-    return store
+    return RedisRuntimeStore(client, namespace, close_client=True, where=redact(url), **store_options)
 
 
 _FAKE_SERVERS: dict[str, Any] = {}
