@@ -11,6 +11,7 @@ before its first write. Keys are laid out in ``keys``; values are encoded by
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Any
 
@@ -118,6 +119,8 @@ class RedisRuntimeStore(RuntimeStore):
         self._scripts = Scripts(client)
         self._close_client = close_client
         self._where = where or _describe(client)
+        #: Refused commands retried so far, by what refused them (``failures.refusal``).
+        self.refusals_retried: collections.Counter[str] = collections.Counter()
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "meerkat", **options: Any) -> "RedisRuntimeStore":
@@ -161,8 +164,10 @@ class RedisRuntimeStore(RuntimeStore):
                     await self._first_use()
                 return await attempt()
             except Exception as exc:
-                if not failures.refused(exc) or loop.time() + delay > deadline:
+                kind = failures.refusal(exc)
+                if kind is None or loop.time() + delay > deadline:
                     raise
+                self.refusals_retried[kind] += 1
                 log.debug("redis-store: %s: retrying a refused command: %r", self._where, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)

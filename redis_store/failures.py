@@ -45,12 +45,19 @@ class NotSent(Exception):
     command was never sent (raised by ``cluster_route``)."""
 
 
-def refused(exc: BaseException) -> bool:
-    """Did the server refuse ``exc``'s command without running it?"""
+def refusal(exc: BaseException) -> str | None:
+    """What refused ``exc``'s command without running it (an exception type
+    name), or None if it was not a refusal."""
     if isinstance(exc, (*_REFUSED, NotSent)):
-        return True
-    # Sentinel's demoted primary: ConnectionError raised while handling READONLY.
-    return isinstance(exc, RedisConnectionError) and isinstance(exc.__context__, ReadOnlyError)
+        return type(exc).__name__
+    # Sentinel's demoted primary: a ConnectionError raised while handling READONLY.
+    if isinstance(exc, RedisConnectionError) and isinstance(exc.__context__, ReadOnlyError):
+        return ReadOnlyError.__name__
+    return None
+
+
+def refused(exc: BaseException) -> bool:
+    return refusal(exc) is not None
 
 
 def nothing_sent(exc: BaseException) -> bool:
