@@ -15,29 +15,25 @@ import collections
 import logging
 from typing import Any
 
-import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoPermissionError, OutOfMemoryError, ResponseError
 
 from . import failures
 from .cluster_route import ClusterRoute
-from .contract import CommitTag, EncodedInputs, RawRuntime, RuntimeStore, StoreOptions, sequence_exhausted
+from .contract import CommitTag, EncodedInputs, RawRuntime, RuntimeStore, StoreOptions
 from .doctor import server_findings
 from .errors import (
-    CommitIdReused,
-    FencedOut,
-    InternalError,
-    LeaseHeld,
     ReadFailed,
-    ReceiptConflict,
     RuntimeStoreError,
     UnsafeServer,
     WriteFailed,
 )
 from .keys import KeyLayout, receipt_field
 from .options import RedisOptions, split
+from .script_errors import script_error
 from .scripts import Scripts
-from .urls import has_credentials, redact
+from .clients import client_from_url
+from .urls import redact
 
 
 log = logging.getLogger("redis_store")
@@ -48,33 +44,6 @@ _MAX_NODES = 1024
 
 def _flat(inputs: EncodedInputs) -> list:
     return [part for pair in inputs for part in pair]
-
-
-try:
-    from redis.maint_notifications import MaintNotificationsConfig
-
-    _NO_MAINT_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
-except ImportError:  # redis-py before 7
-    _NO_MAINT_NOTIFICATIONS = None
-
-
-def client_from_url(url: str, client_options: dict) -> Any:
-    """A redis.asyncio client for a redis://, rediss:// or unix:// URL; a
-    malformed URL raises ValueError without any part of its password."""
-    reason = None
-    if _NO_MAINT_NOTIFICATIONS is not None:
-        # redis-py 8 skips its check for a closed idle connection when these are
-        # on, so the first call per pooled connection after a server restart failed.
-        client_options.setdefault("maint_notifications_config", _NO_MAINT_NOTIFICATIONS)
-    try:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(url, **client_options)
-    except (ValueError, TypeError) as exc:
-        # redis-py's message may quote part of a mis-encoded password: drop it,
-        # and raise outside this block so it is not kept as __context__ either.
-        reason = "check its form; percent-encode special characters in the password" if has_credentials(url) else str(exc)
-    if reason is not None:
-        raise ValueError(f"cannot use Redis URL {redact(url)!r}: {reason}")
-    return redis.asyncio.Redis.from_pool(pool)  # the client owns (and closes) the pool
 
 
 def _describe(client: Any) -> str:
@@ -241,22 +210,11 @@ class RedisRuntimeStore(RuntimeStore):
             "retry with the same commit_id, or load the state to check"
         )
 
-    def _script_error(self, operation: str, exc: ResponseError, rid: str) -> Exception:
-        code, _, detail = str(exc).partition(" ")
-        if code == "FENCED_OUT":
-            return FencedOut(f"{operation}: {detail}; another worker may own the runtime now")
-        if code == "COMMIT_ID_REUSED":
-            return CommitIdReused(f"{operation}: commit id {detail}")
-        if code == "LEASE_HELD":
-            remaining, _, holder = detail.partition(" ")
-            return LeaseHeld(rid, holder, int(remaining))
-        if code == "RECEIPT_CONFLICT":
-            run_id, _, sequence = detail.rpartition(":")
-            return ReceiptConflict(run_id, int(sequence))
-        if code == "SEQUENCE_EXHAUSTED":
-            return sequence_exhausted(detail.split()[1])
-        if code == "BAD_ARGS":  # the Python side built a malformed call: a bug
-            return InternalError(f"{operation}: script refused its input: {exc}")
+    def _script_error(self, operation: str, exc: ResponseError, rid: str) -> RuntimeStoreError:
+        own = script_error(operation, self._where, rid, str(exc))
+        if own is not None:
+            return own
+        code = str(exc).partition(" ")[0]
         # Redis refuses a script's first write when over maxmemory, and lets a
         # script that has written finish: an OOM never splits a commit.
         if isinstance(exc, OutOfMemoryError) or "command not allowed when used memory" in str(exc):

@@ -25,10 +25,11 @@ from typing import Any, Callable
 
 from .backend_memory import InMemoryRuntimeStore
 from .backend_redis import RedisRuntimeStore
+from .clients import cluster_client, sentinel_client
 from .contract import RuntimeStore
 from .keys import check_namespace
 from .options import split
-from .urls import parse_host_list, pop_store_options, redact, scheme_of
+from .urls import pop_store_options, redact, scheme_of
 
 DEFAULT_NAMESPACE = "meerkat"
 
@@ -55,33 +56,14 @@ def _split(options: dict) -> tuple[dict, dict]:
 
 
 def _redis_cluster(url: str, namespace: str, **options: Any) -> RuntimeStore:
-    from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-    seeds = parse_host_list(url, 6379)
     store_options, client_options = _split(options)
-    client = RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in seeds.hosts],
-        username=seeds.username,
-        password=seeds.password,
-        decode_responses=False,
-        **client_options,
-    )
+    client = cluster_client(url, client_options)
     return RedisRuntimeStore(client, namespace, close_client=True, where=redact(url), **store_options)
 
 
 def _redis_sentinel(url: str, namespace: str, **options: Any) -> RuntimeStore:
-    from redis.asyncio.sentinel import Sentinel
-
-    parsed = parse_host_list(url, 26379)
-    service = parsed.path.strip("/")
-    if not service:
-        raise ValueError(f"{redact(url)!r} names no service: use redis+sentinel://host:port[,host:port]/SERVICE")
     store_options, client_options = _split(options)
-    sentinel = Sentinel(parsed.hosts, socket_timeout=client_options.pop("sentinel_socket_timeout", 1.0))
-    # Reads and writes both go to the primary: control-plane reads must never be stale.
-    client = sentinel.master_for(
-        service, username=parsed.username, password=parsed.password, decode_responses=False, **client_options
-    )
+    client = sentinel_client(url, client_options)
     return RedisRuntimeStore(client, namespace, close_client=True, where=redact(url), **store_options)
 
 
