@@ -369,14 +369,19 @@ class RedisRuntimeStore(RuntimeStore):
                 "list_runtimes", lambda: self._client.scan(cursor=cursor, match=match, count=count)
             )
         else:  # SCAN each primary in turn; the cursor carries (node cursor, node index)
-            primaries = sorted(self._client.get_primaries(), key=lambda node: node.name)
             node_cursor, index = divmod(cursor, _MAX_NODES)
-            if index >= len(primaries):
+            primaries: list = []
+
+            async def scan_one_primary():
+                await self._client.initialize()  # a no-op once the slot map is loaded
+                primaries[:] = self._primaries_in_slot_order()
+                if index >= len(primaries):
+                    return None
+                return await self._client.scan(cursor=node_cursor, match=match, count=count, target_nodes=primaries[index])
+
+            reply = await self._read("list_runtimes", scan_one_primary)
+            if reply is None:
                 return 0, []
-            reply = await self._read(
-                "list_runtimes",
-                lambda: self._client.scan(cursor=node_cursor, match=match, count=count, target_nodes=primaries[index]),
-            )
             node_next, keys = reply  # redis-py gives ({node name: cursor}, keys)
             node_next = int(next(iter(node_next.values())) if isinstance(node_next, dict) else node_next)
             if node_next:
@@ -385,6 +390,16 @@ class RedisRuntimeStore(RuntimeStore):
                 next_cursor = index + 1 if index + 1 < len(primaries) else 0
         runtimes = dict.fromkeys(self._keys.runtime_of_meta(key.decode()) for key in keys)
         return int(next_cursor), list(runtimes)
+
+    def _primaries_in_slot_order(self) -> list:
+        """Primaries ordered by the lowest slot each serves: a failover keeps
+        a shard's place (its promoted replica serves the same slots), so a
+        list_runtimes cursor stays valid across it."""
+        lowest: dict[str, int] = {}
+        for slot, nodes in self._client.nodes_manager.slots_cache.items():
+            if nodes:
+                lowest[nodes[0].name] = min(slot, lowest.get(nodes[0].name, slot))
+        return sorted(self._client.get_primaries(), key=lambda node: (lowest.get(node.name, 1 << 14), node.name))
 
     async def _dump_runtime(self, rid: str) -> RawRuntime:
         k = self._keys.runtime(rid)

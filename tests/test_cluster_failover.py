@@ -198,6 +198,13 @@ async def test_failovers_under_load_lose_no_acknowledged_commit_with_wait_replic
             assert sorted(sequences) == list(range(len(sequences))), (rid, run)  # dense, no duplicates
             assert await store.load_boundary_receipt(rid, RunId(run), len(sequences)) is None
         rids = [rid for group in groups for rid in group]
+        listed, cursor = [], 0
+        while True:  # paging by shard survives the failovers (primaries in slot order)
+            cursor, page = await store.list_runtimes(cursor, 100)
+            listed += page
+            if cursor == 0:
+                break
+        assert sorted(listed) == sorted(rids)
         violations = [v async for report in check_store(store, rids) for v in report.violations]
         assert violations == []
 
