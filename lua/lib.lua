@@ -52,9 +52,10 @@ end
 
 -- Error text if a key holds another type than expected (it was written by
 -- something else): checked up front, since a WRONGTYPE error half-way
--- through the writes would leave them half-done. expected[i] is for KEYS[i].
+-- through the writes would leave them half-done. expected[i] is for KEYS[i];
+-- it may leave out keys whose type a read or the first write checks anyway.
 local function wrong_type(expected)
-  for i, want in ipairs(expected) do
+  for i, want in pairs(expected) do
     local got = redis.call('TYPE', KEYS[i])['ok']
     if got ~= 'none' and got ~= want then
       return 'WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. got .. ', not a ' .. want
@@ -75,8 +76,9 @@ end
 
 -- Every write marks its runtime in the meta hash: listing runtimes scans
 -- meta keys, and the layout version tells later releases what they read.
-local function mark_runtime(meta_key)
-  redis.call('HSETNX', meta_key, 'layout', LAYOUT_VERSION)
+-- Further meta fields (field, value, ...) go in the same HSET.
+local function mark_runtime(meta_key, ...)
+  redis.call('HSET', meta_key, 'layout', LAYOUT_VERSION, ...)
 end
 
 -- Fencing: a write carrying a lease token ('' = no lease) goes through only
@@ -132,13 +134,56 @@ local function remember_commit(commits_key, log_key, commit_id, fingerprint, seq
   redis.call('PEXPIRE', log_key, retention_ms)
 end
 
+-- Snapshots, written whole or as a delta over the one this writer wrote
+-- last (redis_store/snapshot_delta.py). spec is '' for a whole snapshot in
+-- value, or '<base tag> <base length> <offset>': value is then the new
+-- snapshot from offset on, and head its first bytes. Every script that
+-- writes the snapshot goes through these two, and records the new tag in
+-- meta ('snapshot_tag') in the same step, so a delta only ever lands on the
+-- exact bytes it was computed from.
+-- snapshot_check returns the error text (before any write), or nil.
+local function snapshot_check(snapshot_key, meta_key, spec)
+  if spec == '' then
+    return nil
+  end
+  local base_tag, base_len, offset = string.match(spec, '^(%x+) (%d+) (%d+)$')
+  if not base_tag or tonumber(offset) > tonumber(base_len) then
+    return 'BAD_ARGS snapshot delta spec ' .. spec
+  end
+  if redis.call('HGET', meta_key, 'snapshot_tag') ~= base_tag
+      or redis.call('STRLEN', snapshot_key) ~= tonumber(base_len) then
+    return 'STALE_BASE the stored snapshot is not the one this delta extends'
+  end
+  return nil
+end
+
+local function snapshot_write(snapshot_key, spec, value, head)
+  if spec == '' then
+    redis.call('SET', snapshot_key, value)
+    return
+  end
+  local offset = tonumber(string.match(spec, '(%d+)$'))
+  redis.call('SETRANGE', snapshot_key, 0, head)
+  redis.call('SETRANGE', snapshot_key, offset, value)
+end
+
 -- The checks commit_boundary.lua and apply_receipt.lua both start with, over
 -- their shared KEYS layout (1 snapshot .. 10 fence): argument shape and key
 -- types, then a commit id already used (its sequence comes back: the script
--- replies with it and writes nothing), then the fence.
+-- replies with it and writes nothing), then the fence, then the snapshot
+-- delta's base (ARGV[spec_at]).
+-- Only inputs, input_order (when there are inputs) and meta get a TYPE
+-- check: the other keys are read with typed commands before any write
+-- (run_seqs, commits, commit_log, lease, fence; the snapshot for a delta),
+-- are written with SET (the snapshot), or are the first write (receipts):
+-- a wrong type there fails the script before it has written anything.
 -- Returns error text or nil, and the earlier sequence or nil.
-local function commit_checks(first_pair, token, commit_id, fingerprint, retention_ms)
-  local failed = common_checks(first_pair, {'string', 'hash', 'hash', 'hash', 'list', 'hash', 'hash', 'hash', 'zset', 'string'})
+local function commit_checks(first_pair, token, commit_id, fingerprint, retention_ms, spec_at)
+  local expected = {[6] = 'hash'}
+  if #ARGV >= first_pair then
+    expected[4], expected[5] = 'hash', 'list'
+  end
+  local failed = common_checks(first_pair, expected)
   if failed then
     return failed, nil
   end
@@ -146,5 +191,9 @@ local function commit_checks(first_pair, token, commit_id, fingerprint, retentio
   if reused or earlier then
     return reused, earlier
   end
-  return fence_error(KEYS[10], KEYS[7], token), nil
+  failed = fence_error(KEYS[10], KEYS[7], token)
+  if failed then
+    return failed, nil
+  end
+  return snapshot_check(KEYS[1], KEYS[6], ARGV[spec_at]), nil
 end

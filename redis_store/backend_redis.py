@@ -30,6 +30,7 @@ from .errors import (
 )
 from .keys import KeyLayout, receipt_field
 from .options import RedisOptions, split
+from . import snapshot_delta
 from .script_errors import script_error
 from .scripts import Scripts
 from .clients import client_from_url
@@ -88,6 +89,10 @@ class RedisRuntimeStore(RuntimeStore):
         self._scripts = Scripts(client)
         self._close_client = close_client
         self._where = where or _describe(client)
+        self._bases = snapshot_delta.Bases(self.redis_options.delta_cache_bytes)
+        #: Snapshots written as a delta ("sent"), whole ("whole"), or whole
+        #: after a delta met another writer's snapshot ("stale").
+        self.snapshot_deltas: collections.Counter[str] = collections.Counter()
         #: Refused commands retried so far, by what refused them (``failures.refusal``).
         self.refusals_retried: collections.Counter[str] = collections.Counter()
 
@@ -255,12 +260,16 @@ class RedisRuntimeStore(RuntimeStore):
         commit: CommitTag | None,
     ) -> int:
         k = self._keys.runtime(rid)
-        sequence, _replayed = await self._write(
-            "commit_session_boundary",
-            self._scripts.commit_boundary,
-            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
-            [run_id, snapshot, receipt_prefix, *self._commit_args(fence, commit), *_flat(inputs)],
-        )
+
+        def write(value: bytes, tag: str, spec: str, head: bytes):
+            return self._write(
+                "commit_session_boundary",
+                self._scripts.commit_boundary,
+                [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
+                [run_id, value, receipt_prefix, *self._commit_args(fence, commit), tag, spec, head, *_flat(inputs)],
+            )
+
+        sequence, _replayed = await self._with_snapshot(rid, snapshot, write)
         return sequence
 
     async def _apply(
@@ -275,12 +284,42 @@ class RedisRuntimeStore(RuntimeStore):
         commit: CommitTag | None,
     ) -> None:
         k = self._keys.runtime(rid)
-        await self._write(
-            "atomic_apply",
-            self._scripts.apply_receipt,
-            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
-            [run_id, sequence, receipt, b"" if snapshot is None else snapshot, *self._commit_args(fence, commit), *_flat(inputs)],
-        )
+
+        def write(value: bytes, tag: str, spec: str, head: bytes):
+            return self._write(
+                "atomic_apply",
+                self._scripts.apply_receipt,
+                [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
+                [run_id, sequence, receipt, value, *self._commit_args(fence, commit), tag, spec, head, *_flat(inputs)],
+            )
+
+        await self._with_snapshot(rid, snapshot, write)
+
+    async def _with_snapshot(self, rid: str, envelope: bytes | None, write):
+        """``await write(value, tag, spec, head)`` for a script that stores
+        ``envelope`` (None: leaves the snapshot alone): as a delta over this
+        store's last snapshot of the runtime where that pays, else whole
+        (``snapshot_delta``). Replies [sequence, replayed]."""
+        if envelope is None:
+            return await write(b"", "", "", b"")
+        tag, base = snapshot_delta.new_tag(), self._bases.get(rid)
+        delta = snapshot_delta.plan(base, envelope)
+        self._bases.forget(rid)  # until the reply says what is stored
+        reply, kind = None, "whole"
+        if delta is not None:
+            try:
+                reply, kind = await write(delta.tail, tag, delta.spec, delta.head), "sent"
+            except snapshot_delta.StaleBase:
+                kind = "stale"  # another writer came in between: send it whole
+        if reply is None:
+            reply = await write(envelope, tag, "", b"")
+        if reply[1]:  # a replay: nothing was written, what is stored is as it was
+            if base is not None:
+                self._bases.put(rid, base)
+        else:
+            self.snapshot_deltas[kind] += 1
+            self._bases.put(rid, snapshot_delta.Base(tag, envelope))
+        return reply
 
     async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs, fence: str) -> None:
         k = self._keys.runtime(rid)
@@ -420,7 +459,8 @@ class RedisRuntimeStore(RuntimeStore):
             inputs=pairs(inputs),
             receipts=pairs(receipts),
             run_seqs={run: value.decode() for run, value in pairs(run_seqs).items()},
-            meta={key: value.decode() for key, value in pairs(meta).items()},
+            # snapshot_tag is the Redis backend's own bookkeeping (snapshot_delta).
+            meta={key: value.decode() for key, value in pairs(meta).items() if key != "snapshot_tag"},
         )
 
     async def memory_usage(self, runtime_id) -> int:

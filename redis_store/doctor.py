@@ -17,8 +17,8 @@ from .scripts import SCRIPT_NAMES, sha1, source
 CLIENT_COMMANDS = ("evalsha", "script|load", "get", "hget", "scan", "info")  # INFO: the guard's checks
 #: Commands the Lua scripts call: Redis checks the user's ACL for each.
 SCRIPT_COMMANDS = (
-    "get", "set", "type", "incr", "del", "unlink", "pexpire", "pttl", "time",
-    "hget", "hset", "hsetnx", "hdel", "hexists", "hgetall", "hmget",
+    "get", "set", "setrange", "strlen", "type", "incr", "del", "unlink", "pexpire", "pttl", "time",
+    "hget", "hset", "hdel", "hexists", "hgetall", "hmget",
     "rpush", "lrange", "zadd", "zrem", "zrangebyscore", "zscore",
 )
 STORE_COMMANDS = tuple(dict.fromkeys(CLIENT_COMMANDS + SCRIPT_COMMANDS))
@@ -43,7 +43,7 @@ def _dryrun_args(command: str, key: str) -> list[str]:
         "time": ["TIME"],
         "set": ["SET", key, "v"],
         "pexpire": ["PEXPIRE", key, "1000"],
-        "hget": ["HGET", key, "f"], "hset": ["HSET", key, "f", "v"], "hsetnx": ["HSETNX", key, "f", "v"],
+        "hget": ["HGET", key, "f"], "hset": ["HSET", key, "f", "v"], "setrange": ["SETRANGE", key, "0", "v"],
         "hdel": ["HDEL", key, "f"], "hexists": ["HEXISTS", key, "f"], "hmget": ["HMGET", key, "f"],
         "rpush": ["RPUSH", key, "v"], "lrange": ["LRANGE", key, "0", "-1"],
         "zadd": ["ZADD", key, "1", "m"], "zrem": ["ZREM", key, "m"],

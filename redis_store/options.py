@@ -24,12 +24,16 @@ class RedisOptions:
     ``maxmemory-policy``; "warn" logs what is unsafe, "refuse" raises
     ``UnsafeServer``, "off" skips it. ``refusal_window``: seconds a command
     the server refused without running it (TRYAGAIN, MOVED/ASK, CLUSTERDOWN,
-    a failover, a demoted primary) is retried before the call fails."""
+    a failover, a demoted primary) is retried before the call fails.
+    ``delta_cache_bytes``: how many bytes of the snapshots it last wrote the
+    store keeps, so that the next snapshot of a runtime is sent as a delta
+    (``snapshot_delta``); 0 sends every snapshot whole."""
 
     wait_replicas: int = 0
     wait_timeout: float = 1.0
     guard: str = "warn"
     refusal_window: float = 10.0
+    delta_cache_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.wait_replicas, int) or isinstance(self.wait_replicas, bool) or self.wait_replicas < 0:
@@ -38,6 +42,8 @@ class RedisOptions:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < float("inf"):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not isinstance(self.delta_cache_bytes, int) or isinstance(self.delta_cache_bytes, bool) or self.delta_cache_bytes < 0:
+            raise ValueError(f"delta_cache_bytes must be a non-negative int, got {self.delta_cache_bytes!r}")
         if self.guard not in ("warn", "refuse", "off"):
             raise ValueError(f"guard must be 'warn', 'refuse' or 'off', got {self.guard!r}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .contract import sequence_exhausted
+from .snapshot_delta import StaleBase
 from .errors import CommitIdReused, FencedOut, InternalError, LeaseHeld, ReceiptConflict, RuntimeStoreError, WriteFailed
 
 
@@ -31,6 +32,8 @@ SCRIPT_ERRORS: dict[str, Callable[[str, str, str, str], RuntimeStoreError]] = {
     "BAD_ARGS": lambda op, where, rid, detail: InternalError(f"{op}: script refused its input: BAD_ARGS {detail}"),
     # A key of the runtime holds something the store did not write; nothing was written.
     "WRONGTYPE": lambda op, where, rid, detail: WriteFailed(f"{op} on {where}: WRONGTYPE {detail}; nothing was written"),
+    # A snapshot delta met another writer's snapshot: sent again whole (snapshot_delta).
+    "STALE_BASE": lambda op, where, rid, detail: StaleBase(f"{op} on {where}: {detail}"),
     "CORRUPT": lambda op, where, rid, detail: WriteFailed(f"{op} on {where}: CORRUPT {detail}; nothing was written"),
 }
 

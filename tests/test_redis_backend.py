@@ -120,7 +120,7 @@ def test_scripts_are_plain_lua_and_touch_only_their_keys():
         # Every key a command names comes from KEYS (or a lib parameter
         # holding a KEYS entry): no key names are built inside Lua.
         for key in re.findall(r"redis\.call\('\w+',\s*([^,)]+)", code):
-            assert key.startswith("KEYS[") or key in ("inputs_key", "order_key", "seqs_key", "meta_key", "lease_key", "commits_key", "log_key", "fence_key", "unpack(KEYS"), (name, key)
+            assert key.startswith("KEYS[") or key in ("inputs_key", "order_key", "seqs_key", "meta_key", "lease_key", "commits_key", "log_key", "fence_key", "snapshot_key", "unpack(KEYS"), (name, key)
 
 
 async def test_foreign_value_of_wrong_type_fails_before_any_write(redis_backend):
@@ -131,6 +131,39 @@ async def test_foreign_value_of_wrong_type_fails_before_any_write(redis_backend)
     with pytest.raises(WriteFailed, match="WRONGTYPE"):
         await commit(store, "rt", RunId.new(), [state], turns=1)
     assert await raw.exists(keys.snapshot, keys.receipts, keys.run_seqs, keys.inputs) == 0
+
+
+#: A value of another type for each key the commit scripts touch, and what
+#: the commit then does. The scripts TYPE-check only the keys a wrong type
+#: could otherwise make fail half-way (lib.lua commit_checks); every other
+#: key is read with a typed command, or written first, before anything else.
+_FOREIGN = ["receipts", "run_seqs", "inputs", "input_order", "meta", "lease", "commits", "commit_log", "fence"]
+
+
+@pytest.mark.parametrize("key", _FOREIGN)
+@pytest.mark.parametrize("script", ["commit_session_boundary", "atomic_apply"])
+async def test_a_foreign_type_on_any_key_fails_the_commit_before_any_write(redis_backend, key, script):
+    from redis_store import Lease
+
+    store, raw = redis_backend.open(), redis_backend.client()
+    keys = KeyLayout(redis_backend.namespace).runtime("rt")
+    foreign = getattr(keys, key)
+    if key == "fence":
+        await raw.hset(foreign, "f", "v")  # a hash where a string belongs
+    else:
+        await raw.set(foreign, b"not a " + key.encode())
+    before = {k: await raw.dump(k) for k in keys}
+    state = InputState.new_accepted(InputId.new())
+    lease = Lease("rt", "w", 1, 30_000) if key in ("lease", "fence") else None
+    with pytest.raises(WriteFailed, match="WRONGTYPE") as caught:
+        if script == "commit_session_boundary":
+            await store.commit_session_boundary("rt", SessionDelta(session_json(2)), RunId.new(),
+                                                RunApplyBoundary.RUN_START, [], [state], lease=lease, commit_id="c")
+        else:
+            await store.atomic_apply("rt", SessionDelta(session_json(2)), make_receipt(RunId.new(), 0), [state],
+                                     lease=lease, commit_id="c")
+    assert "nothing was written" in str(caught.value)
+    assert {k: await raw.dump(k) for k in keys} == before  # nothing written, nothing touched
 
 
 async def test_corrupt_values_are_read_failed(redis_backend):

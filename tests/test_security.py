@@ -64,8 +64,8 @@ WORKER_CLIENT_COMMANDS = ("evalsha", "script|load", "get", "hget", "scan", "info
 #: Commands the Lua scripts call. Redis checks the user's ACL for every
 #: command (and key) a script calls, so the user needs these too.
 WORKER_SCRIPT_COMMANDS = (
-    "get", "set", "type", "incr", "del", "unlink", "pexpire", "pttl", "time",
-    "hget", "hset", "hsetnx", "hdel", "hexists", "hgetall", "hmget",
+    "get", "set", "setrange", "strlen", "type", "incr", "del", "unlink", "pexpire", "pttl", "time",
+    "hget", "hset", "hdel", "hexists", "hgetall", "hmget",
     "rpush", "lrange",
     "zadd", "zrem", "zrangebyscore", "zscore",
 )
@@ -203,10 +203,13 @@ async def exercise_every_method(store, rid: str, expire_commit_id=None) -> None:
     runtime = store.fenced(lease)
     if expire_commit_id is not None:
         expire_commit_id(rid)
-    run, delta = RunId.new(), SessionDelta(session_json(2))
+    run, delta = RunId.new(), SessionDelta(session_json(2, "7c1f1f8e-5d84-4bd3-9d8f-2f0c59b2a7e1"))
     args = (rid, delta, run, RunApplyBoundary.RUN_START, [first.input_id], [first])
     receipt = await runtime.commit_session_boundary(*args, commit_id=f"{run}:0")
     assert await runtime.commit_session_boundary(*args, commit_id=f"{run}:0") == receipt  # a retry
+    grown = SessionDelta(session_json(3, "7c1f1f8e-5d84-4bd3-9d8f-2f0c59b2a7e1"))  # sent as a delta
+    await runtime.commit_session_boundary(rid, grown, run, RunApplyBoundary.RUN_CHECKPOINT, [], [], commit_id=f"{run}:1")
+    assert getattr(store, "snapshot_deltas", {"sent": 1})["sent"] >= 1
     if expire_commit_id is not None:
         assert (await store.prune_runtime(rid, keep_runs=5)).commit_ids_forgotten == 1
     assert (await store.load_input_state(rid, first.input_id)).last_run_id == run
@@ -229,7 +232,7 @@ async def exercise_every_method(store, rid: str, expire_commit_id=None) -> None:
             break
     assert rid in listed
     raw = await store.dump_runtime(rid)
-    assert len(raw.receipts) == 2 and len(raw.inputs) == 1
+    assert len(raw.receipts) == 3 and len(raw.inputs) == 1
     assert await store.release_lease(lease)
     stolen = await store.steal_lease(rid, "operator", 30)
     assert stolen.token > lease.token

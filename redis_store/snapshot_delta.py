@@ -1,0 +1,122 @@
+"""Snapshot deltas: send Redis only what changed since this writer's last
+snapshot of a runtime, not the whole session again.
+
+A session grows by appended messages, so its next snapshot shares a long
+prefix with the last one. The store remembers, per runtime, the snapshot
+envelope it last wrote and the random tag it wrote it under (``meta``
+field ``snapshot_tag``). When the next one is at least as long and shares
+most of that prefix, the script gets only the envelope's head (its length
+bytes) and the bytes from the shared prefix on, and checks — before any
+write — that the stored snapshot still carries that tag and length;
+otherwise it refuses with ``STALE_BASE`` and the store sends the whole
+snapshot. What is stored is byte for byte the snapshot given, either way.
+
+Memory: the remembered envelopes are bounded by bytes (least recently used
+runtimes are forgotten first); ``delta_cache_bytes=0`` turns deltas off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import NamedTuple
+
+from .errors import WriteFailed
+
+#: Bytes at the start of every envelope that are rewritten as they are:
+#: msgpack's array, version and bin headers, whose length bytes change.
+HEAD = 8
+#: Deltas are sent only when they save at least this much of the snapshot.
+_WORTHWHILE = 0.5
+
+
+class StaleBase(WriteFailed):
+    """The stored snapshot is no longer the delta's base; nothing was written.
+    The store then sends the snapshot whole: callers never see this."""
+
+
+class Base(NamedTuple):
+    tag: str
+    envelope: bytes
+
+
+class Delta(NamedTuple):
+    """Write ``head`` at 0 and ``tail`` at ``offset`` over the stored ``base``."""
+
+    base: Base
+    offset: int
+    head: bytes
+    tail: bytes
+
+    @property
+    def spec(self) -> str:
+        return f"{self.base.tag} {len(self.base.envelope)} {self.offset}"
+
+
+def new_tag() -> str:
+    return os.urandom(8).hex()
+
+
+def shared_prefix(old: bytes, new: bytes, start: int = 0) -> int:
+    """A length n >= start with ``new[start:n] == old[start:n]``; the bytes
+    after it are at most twice those after the longest such n, plus 64.
+
+    Gallops back from the end, where a growing session differs, with
+    ``startswith`` over a memoryview: a memcmp, no copies."""
+    limit = min(len(old), len(new))
+    view = memoryview(old)
+    if new.startswith(view[start:limit], start):
+        return limit
+    step = 64
+    while limit - step > start:
+        n = limit - step
+        if new.startswith(view[start:n], start):
+            end = min(limit, n + 64)  # a few bytes more, one by one
+            while n < end and old[n] == new[n]:
+                n += 1
+            return n
+        step *= 2
+    return start
+
+
+def plan(base: Base | None, envelope: bytes) -> Delta | None:
+    """The delta that turns ``base`` into ``envelope``, or None to send it whole."""
+    if base is None or len(envelope) < len(base.envelope) or len(base.envelope) <= HEAD:
+        return None  # SETRANGE cannot shorten a string
+    offset = shared_prefix(base.envelope, envelope, HEAD)  # the head goes anyway
+    if len(envelope) - offset > _WORTHWHILE * len(envelope):
+        return None
+    return Delta(base, offset, envelope[:HEAD], envelope[offset:])
+
+
+class Bases:
+    """The last snapshot envelope written per runtime, bounded by bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[str, Base] = OrderedDict()
+
+    def get(self, rid: str) -> Base | None:
+        base = self._entries.get(rid)
+        if base is not None:
+            self._entries.move_to_end(rid)
+        return base
+
+    def put(self, rid: str, base: Base) -> None:
+        self.forget(rid)
+        if len(base.envelope) > self.max_bytes:
+            return
+        self._entries[rid] = base
+        self.bytes += len(base.envelope)
+        while self.bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.bytes -= len(evicted.envelope)
+
+    def forget(self, rid: str) -> None:
+        base = self._entries.pop(rid, None)
+        if base is not None:
+            self.bytes -= len(base.envelope)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,202 @@
+"""Snapshot deltas (``redis_store.snapshot_delta``): a growing session is
+sent as the bytes after its shared prefix, and what is stored reads back
+byte for byte as given, whatever came in between: another writer without a
+lease, an ``atomic_apply``, a delete, a replayed commit id, a crash."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from redis_store import RedisRuntimeStore, RunApplyBoundary, RunBoundaryReceipt, RunId, SessionDelta, open_store
+from redis_store.keys import KeyLayout
+from redis_store.snapshot_delta import HEAD, Base, Bases, plan, shared_prefix
+from sessions import session_json
+
+SID = "5b0c4f5e-8f7e-4c1e-9a55-0d4ab1a1c0de"
+
+
+def _apply(stored: bytes, delta) -> bytes:
+    """What the two SETRANGEs of lib.lua's snapshot_write leave."""
+    value = bytearray(stored)
+    value[0:len(delta.head)] = delta.head
+    value[delta.offset:delta.offset + len(delta.tail)] = delta.tail
+    return bytes(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(min_size=0, max_size=300), st.binary(max_size=200), st.binary(max_size=300), st.integers(0, 400))
+def test_a_delta_applied_to_its_base_gives_exactly_the_new_bytes(prefix, old_tail, new_tail, cut):
+    old = prefix + old_tail
+    new = (prefix + new_tail)[: max(cut, len(prefix))] if cut < len(prefix) else prefix + new_tail
+    delta = plan(Base("ab", old), new)
+    if delta is None:
+        return
+    assert len(new) >= len(old) > HEAD
+    assert _apply(old, delta) == new
+    assert new[HEAD:delta.offset] == old[HEAD:delta.offset]  # the head is rewritten anyway
+
+
+def test_the_shared_prefix_is_found_near_its_end():
+    old = bytes(range(256)) * 4000
+    new = old[:-100] + b"x" * 500
+    n = shared_prefix(old, new)
+    assert len(old) - 100 - 2 * 64 <= n <= len(old) - 100
+    assert shared_prefix(old, old) == len(old)
+    assert shared_prefix(b"abc", b"xbc", 1) == 3
+
+
+def test_bases_are_bounded_by_bytes_least_recently_used_first():
+    bases = Bases(max_bytes=100)
+    bases.put("a", Base("1", b"a" * 40))
+    bases.put("b", Base("2", b"b" * 40))
+    assert bases.get("a") is not None  # a is now the most recent
+    bases.put("c", Base("3", b"c" * 40))
+    assert (bases.get("a") is not None, bases.get("b"), bases.get("c") is not None) == (True, None, True)
+    assert bases.bytes == 80
+    bases.put("huge", Base("4", b"h" * 101))  # larger than the bound: never kept
+    assert bases.get("huge") is None and bases.bytes <= 100
+    off = Bases(max_bytes=0)
+    off.put("a", Base("1", b"a"))
+    assert off.get("a") is None
+
+
+async def _commit(store, turns: int, run_id, commit_id=None, session_id=SID) -> bytes:
+    snapshot = session_json(turns, session_id)
+    await store.commit_session_boundary(
+        "rt", SessionDelta(snapshot), run_id, RunApplyBoundary.RUN_CHECKPOINT, [], [], commit_id=commit_id)
+    return snapshot
+
+
+async def test_a_growing_session_is_sent_as_deltas_and_reads_back_exactly(redis_backend):
+    store = redis_backend.open()
+    run_id = RunId.new()
+    for turns in range(1, 25):
+        snapshot = await _commit(store, turns, run_id)
+        assert await store.load_session_snapshot("rt") == snapshot
+    assert store.snapshot_deltas["sent"] >= 20
+    raw = redis_backend.client()
+    stored = await raw.get(KeyLayout(redis_backend.namespace).runtime("rt").snapshot)
+    assert stored.endswith(snapshot)
+
+
+async def test_another_writer_in_between_makes_the_next_delta_whole(redis_backend):
+    a, b = redis_backend.open(), RedisRuntimeStore(redis_backend.client(), namespace=redis_backend.namespace)
+    run_id = RunId.new()
+    await _commit(a, 10, run_id)
+    theirs = await _commit(b, 11, run_id)  # b knows nothing of a's base
+    assert await a.load_session_snapshot("rt") == theirs
+    ours = await _commit(a, 12, run_id)  # a's delta over 10 turns meets b's 11: refused, sent whole
+    assert await a.load_session_snapshot("rt") == ours
+    assert a.snapshot_deltas["stale"] == 1
+    assert (await _commit(a, 13, run_id)) == await a.load_session_snapshot("rt")
+    assert a.snapshot_deltas["sent"] == 1  # and from there on, deltas again
+
+
+async def test_a_same_length_snapshot_by_another_writer_is_not_mistaken_for_the_base(redis_backend):
+    a, b = redis_backend.open(), RedisRuntimeStore(redis_backend.client(), namespace=redis_backend.namespace)
+    run_id = RunId.new()
+    mine = await _commit(a, 4, run_id)
+    other_id = SID[:-1] + "f"  # the same length, other bytes
+    theirs = await _commit(b, 4, run_id, session_id=other_id)
+    assert len(theirs) == len(mine) and theirs != mine
+    grown = await _commit(a, 5, run_id)
+    assert await a.load_session_snapshot("rt") == grown
+    assert a.snapshot_deltas["stale"] == 1
+
+
+async def test_atomic_apply_and_delete_in_between(redis_backend):
+    store = redis_backend.open()
+    other = RedisRuntimeStore(redis_backend.client(), namespace=redis_backend.namespace)
+    run_id = RunId.new()
+    await _commit(store, 3, run_id)
+    applied = session_json(4, SID)
+    receipt = RunBoundaryReceipt(RunId.new(), RunApplyBoundary.RUN_START, [], None, 0, 0)
+    await other.atomic_apply("rt", SessionDelta(applied), receipt, [])
+    assert await store.load_session_snapshot("rt") == applied
+    grown = await _commit(store, 5, run_id)
+    assert await store.load_session_snapshot("rt") == grown
+    assert await other.delete_runtime("rt")
+    again = await _commit(store, 6, RunId.new())  # the base was deleted with the runtime
+    assert await store.load_session_snapshot("rt") == again
+    assert store.snapshot_deltas["stale"] == 2
+
+
+async def test_a_replayed_commit_id_keeps_the_base(redis_backend):
+    store = redis_backend.open()
+    run_id = RunId.new()
+    await _commit(store, 3, run_id, commit_id="c3")
+    await _commit(store, 3, run_id, commit_id="c3")  # a retry: nothing written
+    grown = await _commit(store, 4, run_id, commit_id="c4")
+    assert await store.load_session_snapshot("rt") == grown
+    assert store.snapshot_deltas == {"whole": 1, "sent": 1}
+
+
+async def test_deltas_off(redis_backend):
+    store = RedisRuntimeStore(redis_backend.client(), namespace=redis_backend.namespace, delta_cache_bytes=0)
+    run_id = RunId.new()
+    for turns in range(1, 5):
+        assert await _commit(store, turns, run_id) == await store.load_session_snapshot("rt")
+    assert store.snapshot_deltas == {"whole": 4}
+
+
+@pytest.mark.real_server
+async def test_a_crash_between_deltas_leaves_an_acknowledged_snapshot(redis_server):
+    """AOF always, SIGKILL while deltas stream in: after the restart the
+    snapshot is byte for byte the last acknowledged one (or the one in
+    flight), never a mix."""
+    from topologies import NodeProcess
+
+    server = NodeProcess(redis_server.binary, "--appendonly", "yes", "--appendfsync", "always").start()
+    try:
+        written: list[bytes] = []
+        async with open_store(f"{server.url}?namespace=crash&guard=off") as store:
+            run_id = RunId.new()
+
+            async def stream():
+                for turns in range(1, 400):
+                    snapshot = session_json(turns, SID)
+                    await store.commit_session_boundary(
+                        "rt", SessionDelta(snapshot), run_id, RunApplyBoundary.RUN_CHECKPOINT, [], [])
+                    written.append(snapshot)
+
+            task = asyncio.create_task(stream())
+            while len(written) < 30:
+                await asyncio.sleep(0.01)
+            server.kill()
+            with pytest.raises(Exception):
+                await task
+            deltas = store.snapshot_deltas["sent"]
+        server.restart()
+        async with open_store(f"{server.url}?namespace=crash&guard=off") as store:
+            stored = await store.load_session_snapshot("rt")
+        assert deltas >= 20
+        in_flight = session_json(len(written) + 1, SID)
+        assert stored in (written[-1], in_flight)
+    finally:
+        server.stop()
+
+
+def test_every_script_that_writes_the_snapshot_goes_through_snapshot_write():
+    """A delta lands only on the bytes it was computed from because every
+    snapshot write also sets (or, deleting the runtime, drops) meta's
+    snapshot_tag: no script writes the snapshot key any other way."""
+    import re
+
+    from redis_store.scripts import SCRIPT_NAMES, _script_dir
+
+    writers = []
+    for name in SCRIPT_NAMES:
+        body = _script_dir().joinpath(f"{name}.lua").read_text(encoding="utf-8")
+        declared = re.search(r"--\s*KEYS\[(\d+)\]\s+snapshot\b", body)
+        if declared is None:
+            continue
+        index = declared.group(1)
+        assert not re.search(rf"redis\.call\('\w+',\s*KEYS\[{index}\]", body), name
+        if "snapshot_write(" in body:
+            writers.append(name)
+            assert "'snapshot_tag', ARGV[" in body, name
+    assert {"commit_boundary", "apply_receipt"} <= set(writers)
