@@ -18,7 +18,10 @@ runtime's hash tag)::
                                      snapshot_receipt -> "<run_id>:<sequence>" of the
                                      receipt minted with the stored snapshot, or
                                      snapshot_applied -> that of the receipt
-                                     atomic_apply stored it with
+                                     atomic_apply stored it with;
+                                     snapshot_tag -> random tag of the stored
+                                     snapshot, the base of the next delta
+                                     (snapshot_delta; left out of dump_runtime)
 
 Every write that stores state touches ``meta``, so scanning
 ``ns:rt:{*}:meta`` lists runtimes.
