@@ -136,21 +136,24 @@ end
 
 -- Snapshots, written whole or as a delta over the one this writer wrote
 -- last (redis_store/snapshot_delta.py). spec is '' for a whole snapshot in
--- value, or '<base tag> <base length> <offset>': value is then the new
--- snapshot from offset on, and head its first bytes. Every script that
--- writes the snapshot goes through these two, and records the new tag in
--- meta ('snapshot_tag') in the same step, so a delta only ever lands on the
--- exact bytes it was computed from.
--- snapshot_check returns the error text (before any write), or nil.
+-- value, or '<base tag> <base length> <offset> <receipt> <applied>': value
+-- is then the new snapshot from offset on, and head its first bytes. Every
+-- script that writes the snapshot goes through these two and records the
+-- new tag in meta ('snapshot_tag') in the same step; the base's
+-- snapshot_receipt / snapshot_applied ('-' for none) are checked too, since
+-- every snapshot write moves one of them (a worker of a release before
+-- deltas writes no tag). So a delta only lands on the exact bytes it was
+-- computed from. snapshot_check returns the error text (before any write), or nil.
 local function snapshot_check(snapshot_key, meta_key, spec)
   if spec == '' then
     return nil
   end
-  local base_tag, base_len, offset = string.match(spec, '^(%x+) (%d+) (%d+)$')
+  local base_tag, base_len, offset, receipt, applied = string.match(spec, '^(%x+) (%d+) (%d+) (%S+) (%S+)$')
   if not base_tag or tonumber(offset) > tonumber(base_len) then
     return 'BAD_ARGS snapshot delta spec ' .. spec
   end
-  if redis.call('HGET', meta_key, 'snapshot_tag') ~= base_tag
+  local meta = redis.call('HMGET', meta_key, 'snapshot_tag', 'snapshot_receipt', 'snapshot_applied')
+  if meta[1] ~= base_tag or (meta[2] or '-') ~= receipt or (meta[3] or '-') ~= applied
       or redis.call('STRLEN', snapshot_key) ~= tonumber(base_len) then
     return 'STALE_BASE the stored snapshot is not the one this delta extends'
   end
@@ -162,7 +165,7 @@ local function snapshot_write(snapshot_key, spec, value, head)
     redis.call('SET', snapshot_key, value)
     return
   end
-  local offset = tonumber(string.match(spec, '(%d+)$'))
+  local offset = tonumber(string.match(spec, '^%x+ %d+ (%d+) '))
   redis.call('SETRANGE', snapshot_key, 0, head)
   redis.call('SETRANGE', snapshot_key, offset, value)
 end

@@ -269,7 +269,7 @@ class RedisRuntimeStore(RuntimeStore):
                 [run_id, value, receipt_prefix, *self._commit_args(fence, commit), tag, spec, head, *_flat(inputs)],
             )
 
-        sequence, _replayed = await self._with_snapshot(rid, snapshot, write)
+        sequence, _replayed = await self._with_snapshot(rid, snapshot, write, lambda seq: (f"{run_id}:{seq}", "-"))
         return sequence
 
     async def _apply(
@@ -293,13 +293,15 @@ class RedisRuntimeStore(RuntimeStore):
                 [run_id, sequence, receipt, value, *self._commit_args(fence, commit), tag, spec, head, *_flat(inputs)],
             )
 
-        await self._with_snapshot(rid, snapshot, write)
+        await self._with_snapshot(rid, snapshot, write, lambda seq: ("-", f"{run_id}:{seq}"))
 
-    async def _with_snapshot(self, rid: str, envelope: bytes | None, write):
+    async def _with_snapshot(self, rid: str, envelope: bytes | None, write, receipt_fields):
         """``await write(value, tag, spec, head)`` for a script that stores
         ``envelope`` (None: leaves the snapshot alone): as a delta over this
         store's last snapshot of the runtime where that pays, else whole
-        (``snapshot_delta``). Replies [sequence, replayed]."""
+        (``snapshot_delta``). Replies [sequence, replayed];
+        ``receipt_fields(sequence)``: meta's (snapshot_receipt,
+        snapshot_applied) after the write."""
         if envelope is None:
             return await write(b"", "", "", b"")
         tag, base = snapshot_delta.new_tag(), self._bases.get(rid)
@@ -318,7 +320,7 @@ class RedisRuntimeStore(RuntimeStore):
                 self._bases.put(rid, base)
         else:
             self.snapshot_deltas[kind] += 1
-            self._bases.put(rid, snapshot_delta.Base(tag, envelope))
+            self._bases.put(rid, snapshot_delta.Base(tag, envelope, *receipt_fields(int(reply[0]))))
         return reply
 
     async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs, fence: str) -> None:

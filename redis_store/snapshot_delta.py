@@ -3,11 +3,11 @@ snapshot of a runtime, not the whole session again.
 
 A session grows by appended messages, so its next snapshot shares a long
 prefix with the last one. The store remembers, per runtime, the snapshot
-envelope it last wrote and the random tag it wrote it under (``meta``
-field ``snapshot_tag``). When the next one is at least as long and shares
+envelope it last wrote, the random tag it wrote it under (``meta``
+field ``snapshot_tag``) and the receipt meta named with it. When the next one is at least as long and shares
 most of that prefix, the script gets only the envelope's head (its length
 bytes) and the bytes from the shared prefix on, and checks — before any
-write — that the stored snapshot still carries that tag and length;
+write — that the stored snapshot still carries that tag, receipt and length;
 otherwise it refuses with ``STALE_BASE`` and the store sends the whole
 snapshot. What is stored is byte for byte the snapshot given, either way.
 
@@ -36,8 +36,13 @@ class StaleBase(WriteFailed):
 
 
 class Base(NamedTuple):
+    """A stored snapshot: its tag, its envelope, and the meta fields written
+    with it (snapshot_receipt, snapshot_applied; "-" for none)."""
+
     tag: str
     envelope: bytes
+    receipt: str = "-"
+    applied: str = "-"
 
 
 class Delta(NamedTuple):
@@ -50,7 +55,8 @@ class Delta(NamedTuple):
 
     @property
     def spec(self) -> str:
-        return f"{self.base.tag} {len(self.base.envelope)} {self.offset}"
+        base = self.base
+        return f"{base.tag} {len(base.envelope)} {self.offset} {base.receipt} {base.applied}"
 
 
 def new_tag() -> str:

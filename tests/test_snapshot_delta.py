@@ -200,3 +200,21 @@ def test_every_script_that_writes_the_snapshot_goes_through_snapshot_write():
             writers.append(name)
             assert "'snapshot_tag', ARGV[" in body, name
     assert {"commit_boundary", "apply_receipt"} <= set(writers)
+
+
+async def test_a_worker_of_the_release_before_deltas_is_seen_by_its_receipt(redis_backend):
+    """Such a worker writes snapshots without a tag, but moves
+    snapshot_receipt as every snapshot write does: the delta is refused."""
+    from redis_store import codec
+
+    store, raw = redis_backend.open(), redis_backend.client()
+    keys = KeyLayout(redis_backend.namespace).runtime("rt")
+    run_id = RunId.new()
+    mine = await _commit(store, 4, run_id)
+    theirs = session_json(4, SID[:-1] + "f")  # same length, other bytes
+    assert len(theirs) == len(mine)
+    await raw.set(keys.snapshot, codec.encode_snapshot(theirs))  # what the old commit script wrote
+    await raw.hset(keys.meta, "snapshot_receipt", f"{RunId.new()}:0")
+    grown = await _commit(store, 5, run_id)
+    assert await store.load_session_snapshot("rt") == grown
+    assert store.snapshot_deltas["stale"] == 1
