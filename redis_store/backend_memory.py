@@ -25,6 +25,7 @@ from .contract import (
 )
 from .errors import CommitIdReused, FencedOut, LeaseHeld, ReceiptConflict
 from .keys import receipt_field
+from .telemetry import note_replay
 
 
 def _now_ms() -> float:
@@ -75,6 +76,7 @@ class _Runtime:
             return None  # an id older than the retention counts as new
         if earlier[0] != commit.fingerprint:
             raise CommitIdReused(f"commit id {commit.commit_id} was used for a different commit")
+        note_replay()
         return earlier[1]
 
     def remember(self, commit: CommitTag | None, sequence: int, retention_ms: int) -> None:

@@ -43,6 +43,7 @@ from .errors import (
 )
 from .keys import KeyLayout, receipt_field
 from .scripts import Scripts
+from .telemetry import note_refusal_retry, note_replay
 from .urls import has_credentials, redact
 
 
@@ -210,6 +211,7 @@ class RedisRuntimeStore(RuntimeStore):
                 refused = isinstance(exc, (TryAgainError, NoScriptError)) or _DEMOTED in str(exc)
                 if not refused or loop.time() + delay > deadline:
                     raise
+                note_refusal_retry()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)
 
@@ -328,12 +330,14 @@ class RedisRuntimeStore(RuntimeStore):
         commit: CommitTag | None,
     ) -> int:
         k = self._keys.runtime(rid)
-        sequence, _replayed = await self._write(
+        sequence, replayed = await self._write(
             "commit_session_boundary",
             self._scripts.commit_boundary,
             [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
             [run_id, snapshot, receipt_prefix, *self._commit_args(fence, commit), *_flat(inputs)],
         )
+        if replayed:
+            note_replay()
         return sequence
 
     async def _apply(
@@ -348,12 +352,14 @@ class RedisRuntimeStore(RuntimeStore):
         commit: CommitTag | None,
     ) -> None:
         k = self._keys.runtime(rid)
-        await self._write(
+        _, replayed = await self._write(
             "atomic_apply",
             self._scripts.apply_receipt,
             [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
             [run_id, sequence, receipt, b"" if snapshot is None else snapshot, *self._commit_args(fence, commit), *_flat(inputs)],
         )
+        if replayed:
+            note_replay()
 
     async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs, fence: str) -> None:
         k = self._keys.runtime(rid)

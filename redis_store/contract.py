@@ -32,7 +32,7 @@ import hashlib
 from typing import NamedTuple
 from collections.abc import Iterable, Sequence
 
-from . import codec, jsonwire
+from . import codec, jsonwire, telemetry
 from .digest import inspect_session
 from .errors import (
     InvalidSessionSnapshot,
@@ -709,6 +709,9 @@ class RuntimeStore(abc.ABC):
 
     async def _close(self) -> None:
         """Release resources; backends that hold none keep this."""
+
+
+telemetry.instrument(RuntimeStore)  # a span and metrics per public operation (telemetry.py)
 
 
 def _decode(rid: str, what: str, decode, value):
