@@ -29,7 +29,15 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .contract import CommitTag, EncodedInputs, RawRuntime, RuntimeStore, StoreOptions, sequence_exhausted
+from .contract import (
+    SNAPSHOT_RECEIPT_FIELDS,
+    CommitTag,
+    EncodedInputs,
+    RawRuntime,
+    RuntimeStore,
+    StoreOptions,
+    sequence_exhausted,
+)
 from .doctor import server_findings
 from .errors import (
     CommitIdReused,
@@ -487,13 +495,33 @@ class RedisRuntimeStore(RuntimeStore):
             meta={key: value.decode() for key, value in pairs(meta).items()},
         )
 
-    async def memory_usage(self, runtime_id) -> int:
-        """Bytes Redis uses for everything of a runtime (MEMORY USAGE)."""
-        from .contract import runtime_key
-
-        k = self._keys.runtime(runtime_key(runtime_id))
+    async def _memory_usage(self, rid: str) -> int:
+        """MEMORY USAGE of every key of the runtime."""
+        k = self._keys.runtime(rid)
         async with self._client.pipeline(transaction=False) as pipe:
             for key in k:
                 pipe.memory_usage(key)
             sizes = await self._read("memory_usage", pipe.execute)
         return sum(size or 0 for size in sizes)
+
+    async def _fencing_epoch(self, rid: str) -> int:
+        epoch = await self._read("fencing_epoch", lambda: self._client.get(self._keys.runtime(rid).fence))
+        return int(epoch or 0)
+
+    async def _restore_runtime(self, rid: str, raw: RawRuntime, epoch: int, replace: bool) -> bool:
+        k = self._keys.runtime(rid)
+        named = next(((name, raw.meta[name]) for name in SNAPSHOT_RECEIPT_FIELDS if name in raw.meta), ("", ""))
+        pairs = [
+            *_flat([(input_id, raw.inputs[input_id]) for input_id in raw.input_order]),
+            *_flat(list(raw.receipts.items())),
+            *_flat(list(raw.run_seqs.items())),
+        ]
+        written = await self._write(
+            "restore_runtime",
+            self._scripts.restore_runtime,
+            [k.state, k.snapshot, k.inputs, k.input_order, k.receipts, k.run_seqs, k.meta, k.commits, k.commit_log, k.lease, k.fence],
+            ["1" if replace else "0", epoch, raw.state or b"", raw.snapshot or b"", *named,
+             len(raw.inputs), len(raw.receipts), len(raw.run_seqs), *pairs],
+            rid,
+        )
+        return bool(written)

@@ -16,16 +16,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 import time
 from typing import Any
 
-from . import audit, simulate
-from .backend_redis import RedisRuntimeStore
+from . import audit, backup, simulate
 from .contract import RuntimeStore
 from .doctor import diagnose
+from .dumpfile import DumpError
 from .embedded import any_server_binary, private_server
 from .errors import RuntimeStoreError
 from .registry import open_store
@@ -38,6 +39,10 @@ URL_ENV = "REDIS_STORE_URL"
 def _print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=str)
     sys.stdout.write("\n")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
@@ -64,18 +69,10 @@ async def cmd_runtimes(args) -> int:
     return 0
 
 
-async def _stored_bytes(store: RuntimeStore, runtime: str) -> int:
-    if isinstance(store, RedisRuntimeStore):
-        return await store.memory_usage(runtime)
-    raw = await store.dump_runtime(runtime)
-    values = [raw.state, raw.snapshot, *raw.inputs.values(), *raw.receipts.values()]
-    return sum(len(v) for v in values if v)
-
-
 async def cmd_inspect(args) -> int:
     async with open_store(args.url) as store:
         report = audit.examine(args.runtime, await store.dump_runtime(args.runtime))
-        size = await _stored_bytes(store, args.runtime)
+        size = await store.memory_usage(args.runtime)
     if args.json:
         _print_json({**report.to_json(), "stored_bytes": size})
         return 1 if report.violations else 0
@@ -155,6 +152,47 @@ async def cmd_doctor(args) -> int:
     return 1 if any(f.level == "fail" for f in findings) else 0
 
 
+# -- export / import / copy ----------------------------------------------------------------
+
+async def cmd_export(args) -> int:
+    progress = backup.TerminalProgress("exported")
+    out = sys.stdout.buffer
+    async with open_store(args.url) as store:
+        async for line in backup.export_lines(store, args.runtime, progress):
+            out.write(line)
+    out.flush()
+    progress.close()
+    return 0
+
+
+def _import_summary(verb: str, report: backup.ImportReport, as_json: bool) -> None:
+    if as_json:
+        _print_json(dataclasses.asdict(report))
+        return
+    print(f"{verb} {_plural(report.imported, 'runtime')} ({report.replaced} replaced); "
+          f"{report.unchanged} already there unchanged", file=sys.stderr)
+
+
+async def cmd_import(args) -> int:
+    progress = backup.TerminalProgress("imported")
+    with contextlib.ExitStack() as stack:
+        source = sys.stdin.buffer if args.file in (None, "-") else stack.enter_context(open(args.file, "rb"))
+        async with open_store(args.url) as store:
+            report = await backup.import_lines(store, source, replace=args.replace, progress=progress)
+    progress.close()
+    _import_summary("imported", report, args.json)
+    return 0
+
+
+async def cmd_copy(args) -> int:
+    progress = backup.TerminalProgress("copied")
+    async with open_store(args.source) as source, open_store(args.target) as target:
+        report = await backup.copy_store(source, target, args.runtime, replace=args.replace, progress=progress)
+    progress.close()
+    _import_summary("copied", report, args.json)
+    return 0
+
+
 # -- simulate -----------------------------------------------------------------------------
 
 class Progress:
@@ -201,7 +239,7 @@ async def _summarize(plan: simulate.Plan, result: dict, elapsed: float, store: R
     _, violations = await _check(store, runtimes)
     problems = await simulate.verify_expectations(store, plan)
     sample = runtimes[: min(len(runtimes), 20)]
-    sizes = [await _stored_bytes(store, rid) for rid in sample]
+    sizes = [await store.memory_usage(rid) for rid in sample]
     commits = len(result["latencies"].get("commit_session_boundary", []))
     ops = {
         op: {
@@ -322,6 +360,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_prune)
 
+    p = sub.add_parser("export", help="write runtimes as JSON lines to stdout (a backup, or half of a move)",
+                       description="Write every runtime (or the --runtime ones) to stdout in the dump format: a "
+                       "header line, one JSON line per runtime in meerkat's wire form, a trailer line. Commit ids "
+                       "and leases are not exported. Streams: one runtime in memory at a time.")
+    p.add_argument("url")
+    p.add_argument("--runtime", action="append", help="export only this runtime (repeatable)")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("import", help="read a dump (stdin or FILE) into a store",
+                       description="Import a dump written by export. Each runtime is written whole or not at all; "
+                       "one the target already holds unchanged is skipped, so a re-run duplicates nothing. A "
+                       "runtime holding other data is refused unless --replace. The first bad line stops the import.")
+    p.add_argument("url")
+    p.add_argument("file", nargs="?", help="the dump (default: stdin)")
+    p.add_argument("--replace", action="store_true", help="overwrite runtimes that hold other data on the target")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.set_defaults(run=cmd_import)
+
+    p = sub.add_parser("copy", help="copy runtimes from one store to another (export | import in one step)")
+    p.add_argument("source", metavar="SRC_URL")
+    p.add_argument("target", metavar="DST_URL")
+    p.add_argument("--runtime", action="append", help="copy only this runtime (repeatable)")
+    p.add_argument("--replace", action="store_true", help="overwrite runtimes that hold other data on the target")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.set_defaults(run=cmd_copy)
+
     p = sub.add_parser("doctor", help="server version, persistence, eviction, scripts, permissions; with advice")
     p.add_argument("url")
     p.add_argument("--json", action="store_true")
@@ -334,7 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcome = args.run(args)
         return asyncio.run(outcome) if asyncio.iscoroutine(outcome) else outcome
-    except (RuntimeStoreError, ValueError) as exc:
+    except DumpError as exc:  # the dump (or a runtime named) was refused: data, not usage
+        print(f"redis-store {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except (RuntimeStoreError, ValueError, OSError) as exc:
         print(f"redis-store {args.command}: {exc}", file=sys.stderr)
         return 2
 
