@@ -62,6 +62,9 @@ REFUSAL_RETRY_SECONDS = 10.0
 #: redis-py's message when a Sentinel-managed primary answered READONLY.
 _DEMOTED = "previous master is now a slave"
 
+#: (server, topic, finding) the guard has logged in this process.
+_WARNED: set[tuple[str, str, str]] = set()
+
 #: Cluster cursors of list_runtimes encode the node index below this.
 _MAX_NODES = 1024
 
@@ -228,7 +231,10 @@ class RedisRuntimeStore(RuntimeStore):
         if self._guard != "off":
             unsafe = [f for f in await server_findings(self._client) if f.level != "ok"]
             for finding in unsafe:
-                log.warning("redis-store: %s: %s: %s. %s", self._where, finding.topic, finding.found, finding.advice)
+                said = (self._where, finding.topic, finding.found)
+                if said not in _WARNED:  # once per server per process, not once per store or worker
+                    _WARNED.add(said)
+                    log.warning("redis-store: %s: %s: %s. %s", self._where, finding.topic, finding.found, finding.advice)
             failed = [f for f in unsafe if f.level == "fail" and f.topic != "connection"]
             if failed and self._guard == "refuse":
                 raise UnsafeServer(

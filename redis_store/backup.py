@@ -138,6 +138,7 @@ async def import_lines(
     at the first line that cannot be imported (see module doc)."""
     report = ImportReport()
     number, ended = 0, False
+    await store.list_runtimes(0, 1)  # reach the target first: an unreachable one fails before any line is read
     try:
         async for text in _lines(source):
             number += 1
