@@ -38,7 +38,7 @@ from .contract import (
     StoreOptions,
     sequence_exhausted,
 )
-from .doctor import server_findings
+from .server_checks import server_findings
 from .errors import (
     CommitIdReused,
     FencedOut,
@@ -245,7 +245,7 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def check_server(self) -> list:
         """The server checks of ``guard`` (version, persistence, eviction) as
-        ``doctor.Finding`` values, for a health check."""
+        ``server_checks.Finding`` values, for a health check."""
         return await server_findings(self._client)
 
     async def _write(self, operation: str, script, keys: list, args: list, rid: str = ""):
