@@ -239,7 +239,7 @@ class RedisRuntimeStore(RuntimeStore):
             if failed and self._guard == "refuse":
                 raise UnsafeServer(
                     "; ".join(f"{f.topic}: {f.found} ({f.advice})" for f in failed)
-                    + f". Fix the server, or open the store with guard='warn' to accept the risk"
+                    + ". Fix the server, or open the store with guard='warn' to accept the risk"
                 )
         await self._scripts.preload()
 
@@ -502,12 +502,18 @@ class RedisRuntimeStore(RuntimeStore):
         )
 
     async def _memory_usage(self, rid: str) -> int:
-        """MEMORY USAGE of every key of the runtime."""
+        """MEMORY USAGE of every key of the runtime; where the server refuses
+        it (fakeredis, a user without ``+memory|usage``), the values' lengths."""
         k = self._keys.runtime(rid)
-        async with self._client.pipeline(transaction=False) as pipe:
-            for key in k:
-                pipe.memory_usage(key)
-            sizes = await self._read("memory_usage", pipe.execute)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in k:
+                    pipe.memory_usage(key)
+                sizes = await self._read("memory_usage", pipe.execute)
+        except ReadFailed as exc:
+            if not isinstance(exc.__cause__, ResponseError):
+                raise
+            return await super()._memory_usage(rid)
         return sum(size or 0 for size in sizes)
 
     async def _fencing_epoch(self, rid: str) -> int:

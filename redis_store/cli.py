@@ -112,7 +112,7 @@ async def cmd_inspect(args) -> int:
 
 async def _check(store: RuntimeStore, runtimes: list[str] | None) -> tuple[int, list[audit.Violation], list[str]]:
     """(runtimes checked, violations, named runtimes with nothing stored)."""
-    count, violations, empty = 0, [], []
+    count, violations, empty = 0, [], []  # type: tuple[int, list[audit.Violation], list[str]]
     if runtimes is None:
         async for report in audit.check_store(store):
             count += 1

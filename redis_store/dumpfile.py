@@ -230,6 +230,6 @@ def _snapshot(snapshot: Any, meta: dict[str, str]) -> tuple[bytes, dict[str, str
     stored_by, receipt = snapshot.get("stored_by"), snapshot.get("receipt")
     if (stored_by is None) != (receipt is None) or (stored_by is not None and stored_by not in _STORED_BY):
         raise DumpError(f"snapshot stored_by must be one of {sorted(_STORED_BY)} with a receipt, or both null")
-    if receipt is not None:
+    if stored_by is not None:
         meta = {**meta, _STORED_BY[stored_by]: str(receipt)}
     return codec.encode_snapshot(data), meta

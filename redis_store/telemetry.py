@@ -200,9 +200,8 @@ def outcome_of(exc: BaseException) -> str:
 
 
 def _runtime_of(args: tuple, kwargs: dict) -> str | None:
-    first = args[0] if args else kwargs.get("runtime_id", kwargs.get("lease"))
-    if hasattr(first, "runtime_id"):  # a Lease
-        first = first.runtime_id
+    first: Any = args[0] if args else kwargs.get("runtime_id", kwargs.get("lease"))
+    first = getattr(first, "runtime_id", first)  # a Lease names its runtime
     return None if first is None or isinstance(first, int) else str(first)
 
 

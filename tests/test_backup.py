@@ -52,7 +52,7 @@ async def populate(store) -> None:
             await store.atomic_apply(rid, SessionDelta(session_json(4)), applied, [])
         await store.prune_runtime(rid, keep_runs=1)  # drops old_run's receipts, keeps its counter
     for _ in range(3):
-        lease = await store.acquire_lease("rt-leased", "worker-a", 30)
+        await store.acquire_lease("rt-leased", "worker-a", 30)
         await store.revoke_lease("rt-leased")
     await store.acquire_lease("rt-leased", "worker-b", 30)
 

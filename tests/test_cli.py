@@ -256,3 +256,10 @@ def test_prune_applies_the_retention_policy(capsys, seeded):
     assert code == 0 and report == {"runtimes": 2, "commit_ids_forgotten": 0, "receipts_removed": 2}
     code, out = run_cli(capsys, "check", seeded)
     assert code == 0, out
+
+
+async def test_memory_usage_is_on_every_backend(store):
+    """What inspect and simulate report as stored bytes, without asking which backend it is."""
+    assert await store.memory_usage("nothing-here") == 0
+    await commit(store, "sized", RunId.new(), [InputState.new_accepted(InputId.new())], turns=3)
+    assert await store.memory_usage("sized") > len(session_json(3))
