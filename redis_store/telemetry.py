@@ -6,13 +6,15 @@ of ``contract.py``. A call made by the user gets one span and one latency
 measurement; calls the store makes to itself inside it (``load_input_states``
 inside ``prune_runtime``) are part of the outer one.
 
-It costs nothing measurable unless there is something to report to:
-
-* without ``opentelemetry-api`` installed (the ``otel`` extra), nothing is
-  wrapped at all;
-* with the API but no SDK configured (the global providers are still the
-  API's placeholders, and ``configure`` was not given providers), each call
-  goes straight through after one check (see ``benchmarks/telemetry.py``).
+It costs nothing unless there is something to report to: without
+``opentelemetry-api`` installed (the ``otel`` extra), or with the API but no
+SDK configured (the global providers are still the API's placeholders, and
+``configure`` was not given providers), the methods are the bare ones, not
+wrapped. The wrappers are put in place (or taken away) when ``configure``
+is called and whenever a store is created, so an SDK installed at start-up,
+before the first store is opened, is seen; one installed later is seen from
+the next store opened (or ``configure()`` call) on.
+``benchmarks/telemetry.py`` measures both cases.
 
 The names (spans, attributes, metrics) are listed in the README's
 Observability section and in ``SPAN_ATTRIBUTES`` / ``METRICS`` below; they
@@ -21,8 +23,8 @@ follow OpenTelemetry's database client conventions where one applies
 may be user data: they are recorded only after
 ``configure(include_runtime_ids=True)``.
 
-Backends report what only they can see through two hooks, free when no
-operation is being observed: ``note_refusal_retry`` (a command the server
+Backends report what only they can see through two hooks, a contextvar
+lookup when no operation is being observed: ``note_refusal_retry`` (a command the server
 refused without running it is being retried) and ``note_replay`` (a commit
 id had already been applied, so nothing was written).
 """
@@ -111,11 +113,6 @@ class _Instruments:
             self.meter = made
 
 
-#: While no SDK is configured, how often (seconds) the global providers are
-#: looked at again: looking costs more than a memory:// read, so not per call.
-RECHECK_SECONDS = 1.0
-
-
 class _Settings:
     include_runtime_ids = False
     tracer_provider: Any = None  # explicit ones, from configure()
@@ -124,7 +121,6 @@ class _Settings:
     # both were placeholders); instruments are made once per pair.
     seen: tuple[Any, Any] = (None, None)
     instruments: _Instruments | None = None
-    recheck_at = 0.0  # monotonic time of the next look while inactive
 
 
 _SETTINGS = _Settings()
@@ -141,7 +137,8 @@ def configure(*, tracer_provider: Any = None, meter_provider: Any = None, includ
     _SETTINGS.tracer_provider = tracer_provider
     _SETTINGS.meter_provider = meter_provider
     _SETTINGS.include_runtime_ids = include_runtime_ids
-    _SETTINGS.seen, _SETTINGS.instruments, _SETTINGS.recheck_at = (None, None), None, 0.0
+    _SETTINGS.seen, _SETTINGS.instruments = (None, None), None
+    _refresh()
 
 
 def _placeholder(provider: Any) -> bool:
@@ -151,22 +148,15 @@ def _placeholder(provider: Any) -> bool:
 
 def _active() -> _Instruments | None:
     """The instruments to report to, or None while no SDK is configured."""
-    found = _SETTINGS.instruments
-    if found is None and time.monotonic() < _SETTINGS.recheck_at:
-        return None
     tracer_provider = _SETTINGS.tracer_provider or _otel_trace.get_tracer_provider()
     meter_provider = _SETTINGS.meter_provider or _otel_metrics.get_meter_provider()
-    seen = _SETTINGS.seen
-    if tracer_provider is seen[0] and meter_provider is seen[1]:
-        if found is None:
-            _SETTINGS.recheck_at = time.monotonic() + RECHECK_SECONDS
-        return found
+    if (tracer_provider, meter_provider) == _SETTINGS.seen:
+        return _SETTINGS.instruments
     tracing, metering = not _placeholder(tracer_provider), not _placeholder(meter_provider)
     found = None
     if tracing or metering:
         found = _Instruments(tracer_provider if tracing else None, meter_provider if metering else None)
     _SETTINGS.seen, _SETTINGS.instruments = (tracer_provider, meter_provider), found
-    _SETTINGS.recheck_at = time.monotonic() + RECHECK_SECONDS
     return found
 
 
@@ -269,34 +259,49 @@ def _record(meter: dict, operation: str, attributes: dict, outcome: str, error: 
 
 
 def _wrap(operation: str, method):
-    settings, monotonic = _SETTINGS, time.monotonic
-
     @functools.wraps(method)
-    def observed(self, *args, **kwargs):
-        # A plain function returning the coroutine: while nothing observes,
-        # the only cost is this call and the first line's check.
-        if settings.instruments is None and monotonic() < settings.recheck_at:
-            return method(self, *args, **kwargs)
+    async def observed(self, *args, **kwargs):
         instruments = _active()
-        if instruments is None or _CURRENT.get() is not None:
-            return method(self, *args, **kwargs)
-        return _observed(instruments, operation, method, self, args, kwargs)
+        if instruments is None or _CURRENT.get() is not None:  # configured away, or inside an operation
+            return await method(self, *args, **kwargs)
+        return await _observed(instruments, operation, method, self, args, kwargs)
 
-    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
-        inspect.markcoroutinefunction(observed)
     return observed
 
 
 #: Public coroutines that are not store operations.
 _NOT_OPERATIONS = frozenset({"aclose"})
 
+#: class -> {method name: (the method, its observed wrapper)}.
+_INSTRUMENTED: dict[type, dict[str, tuple[Any, Any]]] = {}
+
+
+def _refresh() -> None:
+    """Put the wrappers in place while there is something to report to, and
+    the bare methods back otherwise: unobserved calls run no extra code."""
+    observing = _active() is not None
+    for cls, methods in _INSTRUMENTED.items():
+        for name, (bare, observed) in methods.items():
+            setattr(cls, name, observed if observing else bare)
+
 
 def instrument(cls: type) -> type:
-    """Wrap every public coroutine method defined on ``cls`` (once)."""
+    """Observe every public coroutine method defined on ``cls`` whenever an
+    SDK is configured: looked at now, on ``configure``, and each time a store
+    is created (so an SDK installed at start-up, before the first store is
+    opened, is picked up)."""
     if _otel_trace is None:
         return cls
-    for name, method in list(vars(cls).items()):
-        if name.startswith("_") or name in _NOT_OPERATIONS or not inspect.iscoroutinefunction(method):
-            continue
-        setattr(cls, name, _wrap(name, method))
+    _INSTRUMENTED[cls] = {
+        name: (method, _wrap(name, method))
+        for name, method in vars(cls).items()
+        if not name.startswith("_") and name not in _NOT_OPERATIONS and inspect.iscoroutinefunction(method)
+    }
+
+    def __new__(klass, *args, **kwargs):
+        _refresh()
+        return object.__new__(klass)
+
+    cls.__new__ = staticmethod(__new__)  # type: ignore[assignment]
+    _refresh()
     return cls

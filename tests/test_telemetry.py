@@ -4,6 +4,7 @@ in-memory exporters, on memory:// and a real Redis server."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import subprocess
 import sys
 
@@ -196,9 +197,14 @@ async def test_refusal_retries_are_on_the_span_and_counted(redis_server, seen):
         await backend.close()
 
 
-def test_without_an_sdk_nothing_is_made():
+def _observed_methods() -> set[str]:
+    return {name for name, value in vars(RuntimeStore).items() if not name.startswith("_") and hasattr(value, "__wrapped__")}
+
+
+def test_without_an_sdk_the_methods_are_the_bare_ones():
     telemetry.configure()
     assert telemetry._active() is None  # the global providers are the API's placeholders here
+    assert not _observed_methods()
 
 
 def test_without_the_api_nothing_is_wrapped():
@@ -212,7 +218,29 @@ def test_without_the_api_nothing_is_wrapped():
     assert done.stdout.strip() == "unwrapped", done.stderr
 
 
-def test_every_public_operation_is_wrapped():
-    wrapped = {name for name, value in vars(RuntimeStore).items() if hasattr(value, "__wrapped__")}
-    assert {"commit_session_boundary", "atomic_apply", "load_input_states", "acquire_lease", "prune_runtime"} <= wrapped
-    assert "aclose" not in wrapped
+def test_every_public_operation_is_observed_while_an_sdk_is_configured(seen):
+    wrapped = _observed_methods()
+    assert {"commit_session_boundary", "atomic_apply", "load_input_states", "acquire_lease", "prune_runtime",
+            "restore_runtime", "memory_usage"} <= wrapped
+    assert "aclose" not in wrapped and "fenced" not in wrapped
+    assert all(inspect.iscoroutinefunction(getattr(RuntimeStore, name)) for name in wrapped)
+    telemetry.configure()
+    assert not _observed_methods()
+
+
+def test_a_global_sdk_installed_before_the_first_store_is_used():
+    code = (
+        "import asyncio\n"
+        "import redis_store\n"  # imported first, as an application would
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "spans = InMemorySpanExporter(); provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(spans)); trace.set_tracer_provider(provider)\n"
+        "store = redis_store.open_store('memory://')\n"
+        "asyncio.run(store.load_runtime_state('rt'))\n"
+        "print([s.name for s in spans.get_finished_spans()])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "['load_runtime_state']", done.stderr
