@@ -11,56 +11,33 @@ before its first write. Keys are laid out in ``keys``; values are encoded by
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Any
 
-import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import (
-    AuthenticationError,
-    NoPermissionError,
-    RedisClusterException,
-    NoScriptError,
-    OutOfMemoryError,
-    RedisError,
-    ResponseError,
-    TryAgainError,
-)
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoPermissionError, OutOfMemoryError, ResponseError
 
-from .contract import (
-    SNAPSHOT_RECEIPT_FIELDS,
-    CommitTag,
-    EncodedInputs,
-    RawRuntime,
-    RuntimeStore,
-    StoreOptions,
-    sequence_exhausted,
-)
+from . import failures
+from .cluster_route import ClusterRoute
+from .contract import SNAPSHOT_RECEIPT_FIELDS, CommitTag, EncodedInputs, RawRuntime, RuntimeStore, StoreOptions
 from .server_checks import server_findings
 from .errors import (
-    CommitIdReused,
-    FencedOut,
-    InternalError,
-    LeaseHeld,
     ReadFailed,
-    ReceiptConflict,
+    RuntimeStoreError,
     UnsafeServer,
     WriteFailed,
 )
 from .keys import KeyLayout, receipt_field
+from .options import RedisOptions, split
+from .script_errors import script_error
 from .scripts import Scripts
+from .clients import client_from_url
 from .telemetry import note_refusal_retry, note_replay
-from .urls import has_credentials, redact
+from .urls import redact
 
 
 log = logging.getLogger("redis_store")
-
-#: How long a refused command (TRYAGAIN, a demoted primary) is retried.
-REFUSAL_RETRY_SECONDS = 10.0
-#: redis-py's message when a Sentinel-managed primary answered READONLY.
-_DEMOTED = "previous master is now a slave"
 
 #: (server, topic, finding) the guard has logged in this process.
 _WARNED: set[tuple[str, str, str]] = set()
@@ -71,33 +48,6 @@ _MAX_NODES = 1024
 
 def _flat(inputs: EncodedInputs) -> list:
     return [part for pair in inputs for part in pair]
-
-
-try:
-    from redis.maint_notifications import MaintNotificationsConfig
-
-    _NO_MAINT_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
-except ImportError:  # redis-py before 7
-    _NO_MAINT_NOTIFICATIONS = None
-
-
-def client_from_url(url: str, client_options: dict) -> Any:
-    """A redis.asyncio client for a redis://, rediss:// or unix:// URL; a
-    malformed URL raises ValueError without any part of its password."""
-    reason = None
-    if _NO_MAINT_NOTIFICATIONS is not None:
-        # redis-py 8 skips its check for a closed idle connection when these are
-        # on, so the first call per pooled connection after a server restart failed.
-        client_options.setdefault("maint_notifications_config", _NO_MAINT_NOTIFICATIONS)
-    try:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(url, **client_options)
-    except (ValueError, TypeError) as exc:
-        # redis-py's message may quote part of a mis-encoded password: drop it,
-        # and raise outside this block so it is not kept as __context__ either.
-        reason = "check its form; percent-encode special characters in the password" if has_credentials(url) else str(exc)
-    if reason is not None:
-        raise ValueError(f"cannot use Redis URL {redact(url)!r}: {reason}")
-    return redis.asyncio.Redis.from_pool(pool)  # the client owns (and closes) the pool
 
 
 def _describe(client: Any) -> str:
@@ -115,27 +65,15 @@ class RedisRuntimeStore(RuntimeStore):
     """Over a ``redis.asyncio`` client (fakeredis's async client included).
     The client must not decode responses: stored values are binary."""
 
-    def __init__(
-        self,
-        client: Any,
-        namespace: str = "meerkat",
-        *,
-        close_client: bool = False,
-        wait_replicas: int = 0,
-        wait_timeout: float = 1.0,
-        guard: str = "warn",
-        **options: Any,
-    ) -> None:
+    def __init__(self, client: Any, namespace: str = "meerkat", *, close_client: bool = False,
+                 where: str | None = None, **options: Any) -> None:
         """``client``: a ``redis.asyncio.Redis`` (also from a Sentinel's
         ``master_for``), a ``redis.asyncio.RedisCluster``, or fakeredis's
-        async client. ``wait_replicas=N`` makes every write wait (WAIT, on the
-        write's own connection) until N replicas acknowledged it, for at most
-        ``wait_timeout`` seconds, and fail with ``WriteFailed`` otherwise.
-        ``guard``: on first use, check the server's version, persistence and
-        ``maxmemory-policy``; "warn" logs what is unsafe, "refuse" raises
-        ``UnsafeServer`` instead, "off" skips it. What the user may not read
-        (CONFIG refused on managed services) is logged and let through.
-        ``options``: the ``StoreOptions`` fields (commit_id_ttl, size limits)."""
+        async client. ``options``: the ``StoreOptions`` and ``RedisOptions``
+        fields (``options`` module). ``where``: how errors and logs name the
+        server (a redacted URL); by default its address. What the user may
+        not read for the guard (CONFIG refused on managed services) is logged
+        and let through."""
         pool = getattr(client, "connection_pool", None)
         encoder = getattr(client, "encoder", None)
         if getattr(pool, "connection_kwargs", {}).get("decode_responses") or getattr(encoder, "decode_responses", False):
@@ -143,55 +81,36 @@ class RedisRuntimeStore(RuntimeStore):
                 "RedisRuntimeStore needs a client created with decode_responses=False: "
                 "stored values are binary msgpack"
             )
-        self._cluster = isinstance(client, RedisCluster)
-        if not isinstance(wait_replicas, int) or isinstance(wait_replicas, bool) or wait_replicas < 0:
-            raise ValueError(f"wait_replicas must be a non-negative int, got {wait_replicas!r}")
-        if wait_replicas and self._cluster:
-            raise ValueError("wait_replicas needs the write's own connection; it is not supported on Redis Cluster")
-        if not wait_timeout > 0:
-            raise ValueError(f"wait_timeout must be positive, got {wait_timeout!r}")
-        self._wait = (wait_replicas, max(1, int(wait_timeout * 1000)))
-        if guard not in ("warn", "refuse", "off"):
-            raise ValueError(f"guard must be 'warn', 'refuse' or 'off', got {guard!r}")
-        self._guard = guard
+        store_options, redis_options, unknown = split(options)
+        if unknown:
+            raise TypeError(f"RedisRuntimeStore got unknown options: {', '.join(sorted(unknown))}")
+        self.options = StoreOptions(**store_options)
+        self.redis_options = RedisOptions(**redis_options)
         self._keys = KeyLayout(namespace)
-        self.options = StoreOptions(**options)
         self._client = client
+        self._route = ClusterRoute(client) if isinstance(client, RedisCluster) else None
         self._scripts = Scripts(client)
         self._close_client = close_client
-        self._where = _describe(client)
+        self._where = where or _describe(client)
+        #: Refused commands retried so far, by what refused them (``failures.refusal``).
+        self.refusals_retried: collections.Counter[str] = collections.Counter()
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        namespace: str = "meerkat",
-        *,
-        wait_replicas: int = 0,
-        wait_timeout: float = 1.0,
-        guard: str = "warn",
-        commit_id_ttl: float = StoreOptions.commit_id_ttl,
-        max_snapshot_bytes: int = StoreOptions.max_snapshot_bytes,
-        max_inputs_per_call: int = StoreOptions.max_inputs_per_call,
-        **client_options: Any,
-    ) -> "RedisRuntimeStore":
+    def from_url(cls, url: str, namespace: str = "meerkat", **options: Any) -> "RedisRuntimeStore":
         """Open a client for ``url`` (redis://, rediss://, unix://) that this
-        store owns and closes in ``aclose``. Unless given, the client gets
-        5 s socket timeouts (no call hangs) and a pool of at most 64
-        connections that callers wait up to 10 s for (``max_connections``,
+        store owns and closes in ``aclose``. ``options``: the store's options
+        (``options`` module); the rest go to the client. Unless given, the
+        client gets 5 s socket timeouts (no call hangs) and a pool of at most
+        64 connections that callers wait up to 10 s for (``max_connections``,
         ``pool_timeout``) instead of failing under heavy concurrency."""
+        store_options, redis_options, client_options = split(options)
         client_options["decode_responses"] = False
         client_options.setdefault("socket_timeout", 5.0)
         client_options.setdefault("socket_connect_timeout", 5.0)
         client_options.setdefault("max_connections", 64)
         client_options["timeout"] = client_options.pop("pool_timeout", 10.0)
         client = client_from_url(url, client_options)
-        store = cls(
-            client, namespace, close_client=True, wait_replicas=wait_replicas, wait_timeout=wait_timeout, guard=guard,
-            commit_id_ttl=commit_id_ttl, max_snapshot_bytes=max_snapshot_bytes, max_inputs_per_call=max_inputs_per_call,
-        )
-        store._where = redact(url)
-        return store
+        return cls(client, namespace, close_client=True, where=redact(url), **store_options, **redis_options)
 
     @property
     def namespace(self) -> str:
@@ -208,27 +127,29 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def _retrying_refusals(self, attempt):
         """``await attempt()``, again while the server refused it without
-        running it: TRYAGAIN (a cluster slot half-way through resharding),
-        NOSCRIPT again right after reloading (SCRIPT FLUSH racing us), or a
-        Sentinel primary that just became a replica (READONLY)."""
+        running it (``failures.refused``), for up to ``refusal_window``
+        seconds; the last refusal is raised after that."""
         loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + REFUSAL_RETRY_SECONDS, 0.01
+        deadline, delay = loop.time() + self.redis_options.refusal_window, 0.01
         while True:
             try:
                 if not self._scripts.loaded:
                     await self._first_use()
                 return await attempt()
-            except (TryAgainError, NoScriptError, RedisConnectionError) as exc:
-                refused = isinstance(exc, (TryAgainError, NoScriptError)) or _DEMOTED in str(exc)
-                if not refused or loop.time() + delay > deadline:
+            except Exception as exc:
+                kind = failures.refusal(exc)
+                if kind is None or loop.time() + delay > deadline:
                     raise
+                self.refusals_retried[kind] += 1
                 note_refusal_retry()
+                log.debug("redis-store: %s: retrying a refused command: %r", self._where, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)
 
     async def _first_use(self) -> None:
         """Check the server (``guard``), then load the scripts."""
-        if self._guard != "off":
+        guard = self.redis_options.guard
+        if guard != "off":
             unsafe = [f for f in await server_findings(self._client) if f.level != "ok"]
             for finding in unsafe:
                 said = (self._where, finding.topic, finding.found)
@@ -236,7 +157,7 @@ class RedisRuntimeStore(RuntimeStore):
                     _WARNED.add(said)
                     log.warning("redis-store: %s: %s: %s. %s", self._where, finding.topic, finding.found, finding.advice)
             failed = [f for f in unsafe if f.level == "fail" and f.topic != "connection"]
-            if failed and self._guard == "refuse":
+            if failed and guard == "refuse":
                 raise UnsafeServer(
                     "; ".join(f"{f.topic}: {f.found} ({f.advice})" for f in failed)
                     + ". Fix the server, or open the store with guard='warn' to accept the risk"
@@ -249,63 +170,59 @@ class RedisRuntimeStore(RuntimeStore):
         return await server_findings(self._client)
 
     async def _write(self, operation: str, script, keys: list, args: list, rid: str = ""):
+        """Run a write script, mapping whatever the client raises (the one
+        place where write errors become ``WriteFailed``)."""
         try:
-            if self._wait[0]:
-                return await self._retrying_refusals(lambda: self._write_and_wait(operation, script, keys, args))
-            return await self._retrying_refusals(lambda: script(keys=keys, args=args, client=self._client))
-        except ResponseError as exc:
-            raise self._script_error(operation, exc, rid) from exc
-        except AuthenticationError as exc:  # refused at connect: nothing was sent
-            raise WriteFailed(f"{operation} on {self._where}: AuthenticationError: {exc}; nothing was written") from exc
-        except RedisConnectionError as exc:
-            # Even "could not connect" may follow a retry of a command that
-            # already ran (the client retries after a dropped connection).
-            raise self._unknown_outcome(operation, exc) from exc
-        except RedisTimeoutError as exc:
-            raise self._unknown_outcome(operation, exc) from exc
-        except (RedisError, RedisClusterException) as exc:
-            raise WriteFailed(f"{operation} on {self._where}: {type(exc).__name__}: {exc}") from exc
+            return await self._retrying_refusals(lambda: self._run_script(operation, script, keys, args))
+        except RuntimeStoreError:
+            raise
+        except Exception as exc:
+            raise self._write_error(operation, exc, rid) from exc
 
-    def _unknown_outcome(self, operation: str, exc: Exception) -> WriteFailed:
-        return WriteFailed(
-            f"{operation} on {self._where}: {type(exc).__name__}: {exc}. The outcome is "
-            "unknown: the script may have run before the connection failed; retry with "
-            "the same commit_id, or load the state to check"
-        )
-
-    async def _write_and_wait(self, operation: str, script, keys: list, args: list):
-        """The script, then WAIT, pipelined on one connection: WAIT counts
-        the replicas that acknowledged this connection's writes."""
-        replicas, timeout_ms = self._wait
-        async with self._client.pipeline(transaction=False) as pipe:  # its connection goes back, whatever happens
-            await script(keys=keys, args=args, client=pipe)  # queues EVALSHA on the pipeline
-            pipe.execute_command("WAIT", replicas, timeout_ms)
-            result, acknowledged = await pipe.execute(raise_on_error=False)
-        if isinstance(result, Exception):
-            raise result
-        if isinstance(acknowledged, Exception) or acknowledged < replicas:
+    async def _run_script(self, operation: str, script, keys: list, args: list):
+        wait = self.redis_options.wait
+        if self._route is not None:
+            result, acknowledged = await self._route.run(script, keys, args, wait)
+        elif wait:
+            async with self._client.pipeline(transaction=False) as pipe:  # its connection goes back, whatever happens
+                await script(keys=keys, args=args, client=pipe)  # queues EVALSHA on the pipeline
+                pipe.execute_command("WAIT", *wait)  # WAIT counts this connection's writes
+                result, acknowledged = await pipe.execute(raise_on_error=False)
+            if isinstance(result, Exception):
+                raise result
+        else:
+            return await script(keys=keys, args=args, client=self._client)
+        if wait and (isinstance(acknowledged, Exception) or acknowledged < wait[0]):
             raise WriteFailed(
                 f"{operation} on {self._where}: applied on the primary, but only {acknowledged} of "
-                f"{replicas} replicas acknowledged it within {timeout_ms} ms; a failover now could lose it"
+                f"{wait[0]} replicas acknowledged it within {wait[1]} ms; a failover now could lose it"
             )
         return result
 
-    def _script_error(self, operation: str, exc: ResponseError, rid: str) -> Exception:
-        code, _, detail = str(exc).partition(" ")
-        if code == "FENCED_OUT":
-            return FencedOut(f"{operation}: {detail}; another worker may own the runtime now")
-        if code == "COMMIT_ID_REUSED":
-            return CommitIdReused(f"{operation}: commit id {detail}")
-        if code == "LEASE_HELD":
-            remaining, _, holder = detail.partition(" ")
-            return LeaseHeld(rid, holder, int(remaining))
-        if code == "RECEIPT_CONFLICT":
-            run_id, _, sequence = detail.rpartition(":")
-            return ReceiptConflict(run_id, int(sequence))
-        if code == "SEQUENCE_EXHAUSTED":
-            return sequence_exhausted(detail.split()[1])
-        if code == "BAD_ARGS":  # the Python side built a malformed call: a bug
-            return InternalError(f"{operation}: script refused its input: {exc}")
+    def _write_error(self, operation: str, exc: Exception, rid: str) -> RuntimeStoreError:
+        name = f"{operation} on {self._where}: {type(exc).__name__}: {exc}"
+        if failures.refused(exc):
+            return WriteFailed(
+                f"{name}. The server kept refusing it for {self.redis_options.refusal_window:g} s "
+                "(refusal_window); nothing was written"
+            )
+        if isinstance(exc, ResponseError):
+            return self._script_error(operation, exc, rid)
+        if failures.nothing_sent(exc):
+            return WriteFailed(f"{name}; nothing was written")
+        # A connection lost or timed out after the send, or anything else the
+        # client raised mid-call; even "could not connect" may follow a retry
+        # of a command that already ran (the client retries dropped connections).
+        return WriteFailed(
+            f"{name}. The outcome is unknown: the script may have run before the failure; "
+            "retry with the same commit_id, or load the state to check"
+        )
+
+    def _script_error(self, operation: str, exc: ResponseError, rid: str) -> RuntimeStoreError:
+        own = script_error(operation, self._where, rid, str(exc))
+        if own is not None:
+            return own
+        code = str(exc).partition(" ")[0]
         # Redis refuses a script's first write when over maxmemory, and lets a
         # script that has written finish: an OOM never splits a commit.
         if isinstance(exc, OutOfMemoryError) or "command not allowed when used memory" in str(exc):
@@ -323,7 +240,9 @@ class RedisRuntimeStore(RuntimeStore):
         is left unawaited when preloading the scripts fails)."""
         try:
             return await self._retrying_refusals(command)
-        except (RedisError, RedisClusterException) as exc:
+        except RuntimeStoreError:
+            raise
+        except Exception as exc:
             raise ReadFailed(f"{operation} on {self._where}: {type(exc).__name__}: {exc}") from exc
 
     # -- primitives --
@@ -457,19 +376,24 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def _list_runtimes(self, cursor: int, count: int) -> tuple[int, list[str]]:
         match = self._keys.meta_pattern()
-        if not self._cluster:
+        if self._route is None:
             next_cursor, keys = await self._read(
                 "list_runtimes", lambda: self._client.scan(cursor=cursor, match=match, count=count)
             )
         else:  # SCAN each primary in turn; the cursor carries (node cursor, node index)
-            primaries = sorted(self._client.get_primaries(), key=lambda node: node.name)
             node_cursor, index = divmod(cursor, _MAX_NODES)
-            if index >= len(primaries):
+            primaries: list = []
+
+            async def scan_one_primary():
+                await self._client.initialize()  # a no-op once the slot map is loaded
+                primaries[:] = self._primaries_in_slot_order()
+                if index >= len(primaries):
+                    return None
+                return await self._client.scan(cursor=node_cursor, match=match, count=count, target_nodes=primaries[index])
+
+            reply = await self._read("list_runtimes", scan_one_primary)
+            if reply is None:
                 return 0, []
-            reply = await self._read(
-                "list_runtimes",
-                lambda: self._client.scan(cursor=node_cursor, match=match, count=count, target_nodes=primaries[index]),
-            )
             node_next, keys = reply  # redis-py gives ({node name: cursor}, keys)
             node_next = int(next(iter(node_next.values())) if isinstance(node_next, dict) else node_next)
             if node_next:
@@ -478,6 +402,16 @@ class RedisRuntimeStore(RuntimeStore):
                 next_cursor = index + 1 if index + 1 < len(primaries) else 0
         runtimes = dict.fromkeys(self._keys.runtime_of_meta(key.decode()) for key in keys)
         return int(next_cursor), list(runtimes)
+
+    def _primaries_in_slot_order(self) -> list:
+        """Primaries ordered by the lowest slot each serves: a failover keeps
+        a shard's place (its promoted replica serves the same slots), so a
+        list_runtimes cursor stays valid across it."""
+        lowest: dict[str, int] = {}
+        for slot, nodes in self._client.nodes_manager.slots_cache.items():
+            if nodes:
+                lowest[nodes[0].name] = min(slot, lowest.get(nodes[0].name, slot))
+        return sorted(self._client.get_primaries(), key=lambda node: (lowest.get(node.name, 1 << 14), node.name))
 
     async def _dump_runtime(self, rid: str) -> RawRuntime:
         k = self._keys.runtime(rid)

@@ -34,7 +34,7 @@ from .dumpfile import DumpError
 from .embedded import any_server_binary, private_server
 from .errors import RuntimeStoreError
 from .registry import open_store
-from .backend_redis import client_from_url
+from .clients import client_from_url
 from .urls import pop_store_options, redact, scheme_of
 
 URL_ENV = "REDIS_STORE_URL"

@@ -12,9 +12,11 @@
                                stores opened with the same name share data
 
 Every scheme takes the store options ``?namespace=`` (default ``meerkat``),
-``?commit_id_ttl=`` (seconds); Redis schemes also ``?wait_replicas=`` and
-``?wait_timeout=``. Keyword arguments win over the URL. Other keyword
-arguments and query parameters go to the Redis client.
+and the ``StoreOptions`` fields (``?commit_id_ttl=`` seconds, size limits);
+Redis schemes also the ``RedisOptions`` fields (``?wait_replicas=``,
+``?wait_timeout=``, ``?guard=``, ``?refusal_window=``); see ``options``.
+Keyword arguments win over the URL. Other keyword arguments and query
+parameters go to the Redis client.
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ from typing import Any, Callable
 
 from .backend_memory import InMemoryRuntimeStore
 from .backend_redis import RedisRuntimeStore
+from .clients import cluster_client, sentinel_client
 from .contract import RuntimeStore
 from .keys import check_namespace
-from .urls import parse_host_list, pop_store_options, redact, scheme_of
+from .options import split
+from .urls import pop_store_options, redact, scheme_of
 
 DEFAULT_NAMESPACE = "meerkat"
 
 
 def _memory(url: str, namespace: str, **options: Any) -> RuntimeStore:
-    store_options, rest = _split(options)
-    if rest or {"wait_replicas", "wait_timeout", "guard"} & set(store_options):
-        raise TypeError(f"memory:// takes only the StoreOptions fields, got {', '.join(sorted({*rest, *store_options}))}")
+    store_options, redis_options, rest = split(options)
+    if rest or redis_options:
+        raise TypeError(f"memory:// takes only the StoreOptions fields, got {', '.join(sorted({*rest, *redis_options}))}")
     return InMemoryRuntimeStore(**store_options)  # one memory store is one namespace
 
 
@@ -45,48 +49,22 @@ def _redis_unix(url: str, namespace: str, **options: Any) -> RuntimeStore:
     return _redis("unix://" + url.split("://", 1)[1], namespace, **options)
 
 
-_STORE_KWARGS = ("commit_id_ttl", "max_snapshot_bytes", "max_inputs_per_call", "wait_replicas", "wait_timeout", "guard")
-
-
 def _split(options: dict) -> tuple[dict, dict]:
     """(store options, client options)."""
-    store = {k: options.pop(k) for k in _STORE_KWARGS if k in options}
-    return store, options
+    store_options, redis_options, client_options = split(options)
+    return {**store_options, **redis_options}, client_options
 
 
 def _redis_cluster(url: str, namespace: str, **options: Any) -> RuntimeStore:
-    from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-    seeds = parse_host_list(url, 6379)
     store_options, client_options = _split(options)
-    client = RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in seeds.hosts],
-        username=seeds.username,
-        password=seeds.password,
-        decode_responses=False,
-        **client_options,
-    )
-    store = RedisRuntimeStore(client, namespace, close_client=True, **store_options)
-    store._where = redact(url)
-    return store
+    client = cluster_client(url, client_options)
+    return RedisRuntimeStore(client, namespace, close_client=True, where=redact(url), **store_options)
 
 
 def _redis_sentinel(url: str, namespace: str, **options: Any) -> RuntimeStore:
-    from redis.asyncio.sentinel import Sentinel
-
-    parsed = parse_host_list(url, 26379)
-    service = parsed.path.strip("/")
-    if not service:
-        raise ValueError(f"{redact(url)!r} names no service: use redis+sentinel://host:port[,host:port]/SERVICE")
     store_options, client_options = _split(options)
-    sentinel = Sentinel(parsed.hosts, socket_timeout=client_options.pop("sentinel_socket_timeout", 1.0))
-    # Reads and writes both go to the primary: control-plane reads must never be stale.
-    client = sentinel.master_for(
-        service, username=parsed.username, password=parsed.password, decode_responses=False, **client_options
-    )
-    store = RedisRuntimeStore(client, namespace, close_client=True, **store_options)
-    store._where = redact(url)
-    return store
+    client = sentinel_client(url, client_options)
+    return RedisRuntimeStore(client, namespace, close_client=True, where=redact(url), **store_options)
 
 
 _FAKE_SERVERS: dict[str, Any] = {}
@@ -104,9 +82,7 @@ def _fakeredis(url: str, namespace: str, **options: Any) -> RuntimeStore:
     store_options, client_options = _split(options)
     store_options.setdefault("guard", "off")  # an in-process fake: no server to check (and no INFO)
     client = fakeredis.FakeAsyncRedis(server=server, **client_options)
-    store = RedisRuntimeStore(client, namespace, close_client=True, **store_options)
-    store._where = f"fakeredis://{name}"
-    return store
+    return RedisRuntimeStore(client, namespace, close_client=True, where=f"fakeredis://{name}", **store_options)
 
 
 #: URL scheme -> factory(url, namespace, **options).

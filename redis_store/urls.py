@@ -6,6 +6,8 @@ import re
 from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote, urlencode
 
+from .options import URL_OPTIONS
+
 # Everything between "://" and the last "@": the user info. Matched as plain
 # text, because a password with an unencoded "/", "?", "#" or "@" defeats
 # urlsplit (and redis-py splits at the last "@" too). Masking too much is safe.
@@ -32,20 +34,8 @@ def has_credentials(url: str) -> bool:
     return bool(_USERINFO.search(url)) or any(_secret_param(m.group(1)) for m in _QUERY_PARAM.finditer(url))
 
 
-#: Store options a URL may carry in its query, and how to read them.
-STORE_OPTIONS = {
-    "namespace": str,
-    "commit_id_ttl": float,
-    "max_snapshot_bytes": int,
-    "max_inputs_per_call": int,
-    "wait_replicas": int,
-    "wait_timeout": float,
-    "guard": str,
-}
-
-
 def pop_store_options(url: str) -> tuple[str, dict]:
-    """Split the store's own options (``STORE_OPTIONS``) off a URL's query;
+    """Split the store's own options (``URL_OPTIONS``) off a URL's query;
     the rest of the URL is passed on untouched."""
     # The query starts at the first "?" after the user info, which may hold one.
     at = url.rfind("@")
@@ -54,15 +44,15 @@ def pop_store_options(url: str) -> tuple[str, dict]:
     options: dict = {}
     rest = []
     for key, value in parse_qsl(query_text, keep_blank_values=True):
-        if key not in STORE_OPTIONS:
+        if key not in URL_OPTIONS:
             rest.append((key, value))
             continue
         if key in options:
             raise ValueError(f"store URL gives ?{key}= more than once")
         try:
-            options[key] = STORE_OPTIONS[key](value)
+            options[key] = URL_OPTIONS[key](value)
         except ValueError:
-            raise ValueError(f"store URL option {key}={value!r} is not a {STORE_OPTIONS[key].__name__}") from None
+            raise ValueError(f"store URL option {key}={value!r} is not a {URL_OPTIONS[key].__name__}") from None
     return (f"{base}?{urlencode(rest)}" if rest else base), options
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis
 
 from redis_store import RunApplyBoundary, RunId, SessionDelta, WriteFailed, open_store
 from redis_store.audit import check_store
@@ -56,6 +57,8 @@ async def test_resharding_a_live_runtime_loses_and_duplicates_nothing(cluster_se
         await asyncio.gather(*workers)
 
         assert cluster.master_of(slot) == target
+        # The commits did meet the split slot, and the store retried them itself.
+        assert store.refusals_retried.keys() & {"TryAgainError", "AskError", "MovedError"}, store.refusals_retried
         sequences = sorted(r.sequence for r in receipts)
         assert sequences == list(range(1, len(receipts) + 1))  # dense, no duplicates, none lost
         for receipt in receipts:
@@ -79,15 +82,9 @@ async def test_sentinel_failover_keeps_every_acknowledged_commit(sentinel_setup)
         rid, run_id = "rt", RunId.new()
         acknowledged = []
 
-        async def commit(n: int):
-            # After a failover the first try may meet the old primary: retry the commit id.
-            for _ in range(20):
-                try:
-                    return await store.commit_session_boundary(
-                        rid, SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [], commit_id=f"c{n}")
-                except WriteFailed:
-                    await asyncio.sleep(0.25)
-            raise AssertionError(f"commit {n} never succeeded")
+        async def commit(n: int):  # no retry here: the store must ride out the failover itself
+            return await store.commit_session_boundary(
+                rid, SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [], commit_id=f"c{n}")
 
         for n in range(20):
             acknowledged.append(await commit(n))
@@ -96,6 +93,8 @@ async def test_sentinel_failover_keeps_every_acknowledged_commit(sentinel_setup)
         assert new_primary != old_primary
         for n in range(20, 40):
             acknowledged.append(await commit(n))
+        # The first write after the failover met the demoted primary (READONLY) and was retried.
+        assert store.refusals_retried["ReadOnlyError"] >= 1, store.refusals_retried
 
         assert [r.sequence for r in acknowledged] == list(range(40))
         for receipt in acknowledged:  # reads go to the new primary and see every acknowledged commit
@@ -105,5 +104,31 @@ async def test_sentinel_failover_keeps_every_acknowledged_commit(sentinel_setup)
 
 async def test_wait_replicas_fails_clearly_without_replicas(redis_server):
     async with open_store(f"{redis_server.url}?namespace=wait&wait_replicas=1&wait_timeout=0.2") as store:
-        with pytest.raises(WriteFailed, match="only 0 of 1 replicas acknowledged"):
-            await store.commit_session_boundary("rt", SessionDelta(session_json(1)), RunId.new(), RunApplyBoundary.RUN_START, [], [])
+        run_id = RunId.new()
+        with pytest.raises(WriteFailed, match="applied on the primary, but only 0 of 1 replicas acknowledged"):
+            await store.commit_session_boundary("rt", SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [])
+        # README: "applied on the primary": the receipt is there, on the primary.
+        assert (await store.load_boundary_receipt("rt", run_id, 0)).sequence == 0
+
+
+async def test_a_replica_refusing_writes_is_retried_until_promoted(redis_server):
+    """READONLY (a primary demoted, or not yet promoted) is a refusal: the
+    store retries it itself within refusal_window; the commit lands once the
+    server takes writes."""
+    from servers import ServerProcess
+
+    replica = ServerProcess(redis_server.binary).start()
+    admin = redis.Redis(host="127.0.0.1", port=replica.port)
+    try:
+        admin.execute_command("REPLICAOF", "127.0.0.1", str(redis_server.port))
+        async with open_store(f"{replica.url}?namespace=readonly&refusal_window=30&guard=off") as store:
+            commit = asyncio.create_task(store.commit_session_boundary(
+                "rt", SessionDelta(session_json(1)), RunId.new(), RunApplyBoundary.RUN_START, [], []))
+            while not store.refusals_retried["ReadOnlyError"]:
+                assert not commit.done(), commit
+                await asyncio.sleep(0.01)
+            admin.execute_command("REPLICAOF", "NO", "ONE")
+            assert (await commit).sequence == 0
+    finally:
+        admin.close()
+        replica.stop()

@@ -730,8 +730,10 @@ async def test_wait_replicas_needs_wait_and_script_exists(secured):
         secured.add_worker("worker-wait", "tenant-wait", *{"+wait", "+script|exists"} - {missing})
         url = secured.url("worker-wait", WORKER_PW, namespace="tenant-wait", wait_replicas=1, wait_timeout=0.05)
         async with open_store(url) as store:
-            with pytest.raises(WriteFailed):
+            with pytest.raises(WriteFailed) as refused:
                 await store.persist_runtime_state("rt", RuntimeState.IDLE)
+        # Not the missing replica (which fails every write here too): the missing right.
+        assert permission_denied(refused.value), (missing, refused.value)
     secured.add_worker("worker-wait", "tenant-wait", "+wait", "+script|exists")
     url = secured.url("worker-wait", WORKER_PW, namespace="tenant-wait", wait_replicas=1, wait_timeout=0.05)
     async with open_store(url) as store:
