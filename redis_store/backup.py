@@ -172,19 +172,17 @@ async def _restore(store: RuntimeStore, dump, number: int, replace: bool, report
     rid = dump.runtime_id
     existing = await store.dump_runtime(rid)
     if existing.meta:
-        if _same_data(existing, dump.raw) and await store.fencing_epoch(rid) >= dump.epoch:
+        if _same_data(existing, dump.raw):
             report.unchanged += 1
             return
-        if not replace and not _same_data(existing, dump.raw):
+        if not replace:
             raise DumpError(f"line {number}: runtime {rid!r} already holds other data on the target; "
                             "pass --replace to overwrite it")
-    # Replacing identical data only raises the epoch.
     if not await store.restore_runtime(rid, dump.raw, epoch=dump.epoch, replace=bool(existing.meta)):
         raise DumpError(f"line {number}: runtime {rid!r} was written on the target during the import; "
                         "pass --replace to overwrite it")
     report.imported += 1
-    if existing.meta and not _same_data(existing, dump.raw):
-        report.replaced += 1
+    report.replaced += bool(existing.meta)
 
 
 async def copy_store(

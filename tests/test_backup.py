@@ -298,3 +298,23 @@ async def test_restore_runtime_refuses_inconsistent_raw_values_writing_nothing(t
     assert await target.restore_runtime("rt-plain", good, epoch=3) is True
     assert await target.restore_runtime("rt-plain", good) is False  # holds data now
     assert await target.dump_runtime("rt-plain") == good
+
+
+async def test_progress_shows_on_a_terminal_only(monkeypatch):
+    from redis_store import backup
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    memory = open_store("memory://")
+    await populate(memory)
+    for stream, expected in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr("sys.stderr", stream)
+        progress = backup.TerminalProgress("copied")
+        progress.last = -1e9  # draw on the first step
+        await copy_store(memory, open_store("memory://"), progress=progress)
+        progress.close()
+        assert ("\rcopied " in stream.getvalue()) is expected
+        if expected:
+            assert stream.getvalue().endswith(f"\rcopied {len(RUNTIMES)} runtimes\n")
