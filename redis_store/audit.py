@@ -75,6 +75,11 @@ class RuntimeReport:
         }
 
 
+def stored_nothing(raw: RawRuntime) -> bool:
+    """True when nothing at all is stored for the runtime."""
+    return not (raw.state or raw.snapshot or raw.input_order or raw.inputs or raw.receipts or raw.run_seqs or raw.meta)
+
+
 def examine(runtime: str, raw: RawRuntime) -> RuntimeReport:
     """Decode everything stored for a runtime and check its invariants."""
     report = RuntimeReport(runtime)
@@ -130,7 +135,8 @@ def _check_receipts(raw: RawRuntime, report: RuntimeReport, decode, violate) -> 
         run = str(receipt.run_id)
         by_run[run].append(receipt)
         largest[run] = max(largest.get(run, -1), receipt.sequence)
-    report.receipts = {run: sorted(rs, key=lambda r: r.sequence) for run, rs in by_run.items()}
+    # Runs in creation order: run ids are UUIDv7, whose text sorts by time.
+    report.receipts = {run: sorted(by_run[run], key=lambda r: r.sequence) for run in sorted(by_run)}
     for run in sorted(set(largest) | set(raw.run_seqs)):
         counter = raw.run_seqs.get(run)
         if counter is None:

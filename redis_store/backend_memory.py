@@ -25,6 +25,7 @@ from .contract import (
 )
 from .errors import CommitIdReused, FencedOut, LeaseHeld, ReceiptConflict
 from .keys import receipt_field
+from .telemetry import note_replay
 
 
 def _now_ms() -> float:
@@ -75,6 +76,7 @@ class _Runtime:
             return None  # an id older than the retention counts as new
         if earlier[0] != commit.fingerprint:
             raise CommitIdReused(f"commit id {commit.commit_id} was used for a different commit")
+        note_replay()
         return earlier[1]
 
     def remember(self, commit: CommitTag | None, sequence: int, retention_ms: int) -> None:
@@ -306,3 +308,27 @@ class InMemoryRuntimeStore(RuntimeStore):
                 run_seqs={run: str(seq) for run, seq in runtime.run_seqs.items()},
                 meta=meta,
             )
+
+    async def _fencing_epoch(self, rid: str) -> int:
+        with self._lock:
+            runtime = self._runtimes.get(rid)
+            return runtime.epoch if runtime else 0
+
+    async def _restore_runtime(self, rid: str, raw: RawRuntime, epoch: int, replace: bool) -> bool:
+        with self._lock:
+            old = self._runtimes.get(rid) or _Runtime()
+            if old.marked and not replace:
+                return False
+            runtime = _Runtime()  # commit ids and the lease are not restored
+            runtime.epoch = max(old.epoch + (1 if old.live_lease() else 0), epoch)
+            runtime.marked = True
+            runtime.state, runtime.snapshot = raw.state, raw.snapshot
+            runtime.inputs = {input_id: raw.inputs[input_id] for input_id in raw.input_order}
+            for field, value in raw.receipts.items():
+                run, _, seq = field.rpartition(":")
+                runtime.receipts[(run, int(seq))] = value
+            runtime.run_seqs = {run: int(seq) for run, seq in raw.run_seqs.items()}
+            runtime.snapshot_receipt = raw.meta.get("snapshot_receipt")
+            runtime.snapshot_applied = raw.meta.get("snapshot_applied")
+            self._runtimes[rid] = runtime
+            return True

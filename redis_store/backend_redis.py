@@ -20,8 +20,8 @@ from redis.exceptions import NoPermissionError, OutOfMemoryError, ResponseError
 
 from . import failures
 from .cluster_route import ClusterRoute
-from .contract import CommitTag, EncodedInputs, RawRuntime, RuntimeStore, StoreOptions
-from .doctor import server_findings
+from .contract import SNAPSHOT_RECEIPT_FIELDS, CommitTag, EncodedInputs, RawRuntime, RuntimeStore, StoreOptions
+from .server_checks import server_findings
 from .errors import (
     ReadFailed,
     RuntimeStoreError,
@@ -34,10 +34,14 @@ from . import snapshot_delta
 from .script_errors import script_error
 from .scripts import Scripts
 from .clients import client_from_url
+from .telemetry import note_refusal_retry, note_replay
 from .urls import redact
 
 
 log = logging.getLogger("redis_store")
+
+#: (server, topic, finding) the guard has logged in this process.
+_WARNED: set[tuple[str, str, str]] = set()
 
 #: Cluster cursors of list_runtimes encode the node index below this.
 _MAX_NODES = 1024
@@ -142,6 +146,7 @@ class RedisRuntimeStore(RuntimeStore):
                 if kind is None or loop.time() + delay > deadline:
                     raise
                 self.refusals_retried[kind] += 1
+                note_refusal_retry()
                 log.debug("redis-store: %s: retrying a refused command: %r", self._where, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)
@@ -152,18 +157,21 @@ class RedisRuntimeStore(RuntimeStore):
         if guard != "off":
             unsafe = [f for f in await server_findings(self._client) if f.level != "ok"]
             for finding in unsafe:
-                log.warning("redis-store: %s: %s: %s. %s", self._where, finding.topic, finding.found, finding.advice)
+                said = (self._where, finding.topic, finding.found)
+                if said not in _WARNED:  # once per server per process, not once per store or worker
+                    _WARNED.add(said)
+                    log.warning("redis-store: %s: %s: %s. %s", self._where, finding.topic, finding.found, finding.advice)
             failed = [f for f in unsafe if f.level == "fail" and f.topic != "connection"]
             if failed and guard == "refuse":
                 raise UnsafeServer(
                     "; ".join(f"{f.topic}: {f.found} ({f.advice})" for f in failed)
-                    + f". Fix the server, or open the store with guard='warn' to accept the risk"
+                    + ". Fix the server, or open the store with guard='warn' to accept the risk"
                 )
         await self._scripts.preload()
 
     async def check_server(self) -> list:
         """The server checks of ``guard`` (version, persistence, eviction) as
-        ``doctor.Finding`` values, for a health check."""
+        ``server_checks.Finding`` values, for a health check."""
         return await server_findings(self._client)
 
     async def _write(self, operation: str, script, keys: list, args: list, rid: str = ""):
@@ -303,7 +311,10 @@ class RedisRuntimeStore(RuntimeStore):
         ``receipt_fields(sequence)``: meta's (snapshot_receipt,
         snapshot_applied) after the write."""
         if envelope is None:
-            return await write(b"", "", "", b"")
+            reply = await write(b"", "", "", b"")
+            if reply[1]:
+                note_replay()
+            return reply
         tag, base = snapshot_delta.new_tag(), self._bases.get(rid)
         delta = snapshot_delta.plan(base, envelope)
         self._bases.forget(rid)  # until the reply says what is stored
@@ -316,6 +327,7 @@ class RedisRuntimeStore(RuntimeStore):
         if reply is None:
             reply = await write(envelope, tag, "", b"")
         if reply[1]:  # a replay: nothing was written, what is stored is as it was
+            note_replay()
             if base is not None:
                 self._bases.put(rid, base)
         else:
@@ -465,13 +477,39 @@ class RedisRuntimeStore(RuntimeStore):
             meta={key: value.decode() for key, value in pairs(meta).items() if key != "snapshot_tag"},
         )
 
-    async def memory_usage(self, runtime_id) -> int:
-        """Bytes Redis uses for everything of a runtime (MEMORY USAGE)."""
-        from .contract import runtime_key
-
-        k = self._keys.runtime(runtime_key(runtime_id))
-        async with self._client.pipeline(transaction=False) as pipe:
-            for key in k:
-                pipe.memory_usage(key)
-            sizes = await self._read("memory_usage", pipe.execute)
+    async def _memory_usage(self, rid: str) -> int:
+        """MEMORY USAGE of every key of the runtime; where the server refuses
+        it (fakeredis, a user without ``+memory|usage``), the values' lengths."""
+        k = self._keys.runtime(rid)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in k:
+                    pipe.memory_usage(key)
+                sizes = await self._read("memory_usage", pipe.execute)
+        except ReadFailed as exc:
+            if not isinstance(exc.__cause__, ResponseError):
+                raise
+            return await super()._memory_usage(rid)
         return sum(size or 0 for size in sizes)
+
+    async def _fencing_epoch(self, rid: str) -> int:
+        epoch = await self._read("fencing_epoch", lambda: self._client.get(self._keys.runtime(rid).fence))
+        return int(epoch or 0)
+
+    async def _restore_runtime(self, rid: str, raw: RawRuntime, epoch: int, replace: bool) -> bool:
+        k = self._keys.runtime(rid)
+        named = next(((name, raw.meta[name]) for name in SNAPSHOT_RECEIPT_FIELDS if name in raw.meta), ("", ""))
+        pairs = [
+            *_flat([(input_id, raw.inputs[input_id]) for input_id in raw.input_order]),
+            *_flat(list(raw.receipts.items())),
+            *_flat(list(raw.run_seqs.items())),
+        ]
+        written = await self._write(
+            "restore_runtime",
+            self._scripts.restore_runtime,
+            [k.state, k.snapshot, k.inputs, k.input_order, k.receipts, k.run_seqs, k.meta, k.commits, k.commit_log, k.lease, k.fence],
+            ["1" if replace else "0", epoch, raw.state or b"", raw.snapshot or b"", *named,
+             len(raw.inputs), len(raw.receipts), len(raw.run_seqs), *pairs],
+            rid,
+        )
+        return bool(written)

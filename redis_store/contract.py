@@ -32,7 +32,7 @@ import hashlib
 from typing import NamedTuple
 from collections.abc import Iterable, Sequence
 
-from . import codec, jsonwire
+from . import codec, jsonwire, telemetry
 from .digest import inspect_session
 from .errors import (
     InvalidSessionSnapshot,
@@ -599,6 +599,42 @@ class RuntimeStore(abc.ABC):
         self._ensure_open(ReadFailed)
         return await self._dump_runtime(rid)
 
+    async def memory_usage(self, runtime_id: LogicalRuntimeId | str) -> int:
+        """Bytes the backend uses for everything of a runtime (Redis: MEMORY
+        USAGE of its keys; memory://: the stored values' lengths)."""
+        rid = runtime_key(runtime_id)
+        self._ensure_open(ReadFailed)
+        return await self._memory_usage(rid)
+
+    # ---- backup: redis-store export / import / copy (backup.py) ----
+
+    async def fencing_epoch(self, runtime_id: LogicalRuntimeId | str) -> int:
+        """The runtime's fencing epoch: the newest lease token (0: never leased)."""
+        rid = runtime_key(runtime_id)
+        self._ensure_open(ReadFailed)
+        return await self._fencing_epoch(rid)
+
+    async def restore_runtime(
+        self, runtime_id: LogicalRuntimeId | str, raw: RawRuntime, *, epoch: int = 0, replace: bool = False
+    ) -> bool:
+        """Store everything of a runtime as ``raw`` holds it (what
+        ``dump_runtime`` returned, here or on another store), in one atomic
+        step. The fencing epoch becomes the larger of the runtime's own and
+        ``epoch``: it never goes back. Commit ids and leases are not part of
+        ``raw``. If the runtime already holds data, nothing is written and
+        False is returned, unless ``replace``: then what it held goes first,
+        its commit ids with it, and a live lease is revoked (its holder is
+        fenced out). Every value is checked to decode before anything is
+        sent (``ValueError``)."""
+        rid = runtime_key(runtime_id)
+        _check("raw", raw, RawRuntime)
+        if not isinstance(replace, bool):
+            raise _type_error("replace", "a bool", replace)
+        check_sequence("epoch", epoch)
+        _check_raw(rid, raw)
+        self._ensure_open(WriteFailed)
+        return await self._restore_runtime(rid, raw, epoch, replace)
+
     # ---- lifetime ----
 
     async def aclose(self) -> None:
@@ -707,8 +743,56 @@ class RuntimeStore(abc.ABC):
     async def _drop_receipts(self, rid: str, fields: list[str]) -> int:
         """Remove these receipts, but never the one minted with the stored snapshot."""
 
+    @abc.abstractmethod
+    async def _fencing_epoch(self, rid: str) -> int: ...
+
+    @abc.abstractmethod
+    async def _restore_runtime(self, rid: str, raw: RawRuntime, epoch: int, replace: bool) -> bool:
+        """As ``restore_runtime``, arguments checked."""
+
+    async def _memory_usage(self, rid: str) -> int:
+        raw = await self._dump_runtime(rid)
+        values = [raw.state, raw.snapshot, *raw.inputs.values(), *raw.receipts.values()]
+        return sum(len(value) for value in values if value)
+
     async def _close(self) -> None:
         """Release resources; backends that hold none keep this."""
+
+
+telemetry.instrument(RuntimeStore)  # a span and metrics per public operation (telemetry.py)
+
+
+#: Meta fields a restored runtime may carry (keys.py): which receipt the snapshot belongs to.
+SNAPSHOT_RECEIPT_FIELDS = ("snapshot_receipt", "snapshot_applied")
+
+
+def _check_raw(rid: str, raw: RawRuntime) -> None:
+    """A ``RawRuntime`` is consistent and every value decodes (ValueError)."""
+    def decodes(what: str, decode, value: object) -> None:
+        if not isinstance(value, bytes):
+            raise ValueError(f"runtime {rid!r}: {what} must be bytes, got {type(value).__name__}")
+        try:
+            decode(value)
+        except codec.DecodeError as exc:
+            raise ValueError(f"runtime {rid!r}: {what} does not decode: {exc}") from exc
+
+    if raw.state is not None:
+        decodes("runtime state", codec.decode_runtime_state, raw.state)
+    if raw.snapshot is not None:
+        decodes("snapshot", codec.decode_snapshot, raw.snapshot)
+    if len(set(raw.input_order)) != len(raw.input_order) or set(raw.input_order) != set(raw.inputs):
+        raise ValueError(f"runtime {rid!r}: input_order must name every input once")
+    for input_id, value in raw.inputs.items():
+        decodes(f"input {input_id}", codec.decode_input_state, value)
+    for field, value in raw.receipts.items():
+        decodes(f"receipt {field}", codec.decode_receipt, value)
+    for run, counter in raw.run_seqs.items():
+        if not isinstance(counter, str) or not counter.isdigit() or int(counter) > MAX_SEQUENCE:
+            raise ValueError(f"runtime {rid!r}: run counter of {run} must be a sequence, got {counter!r}")
+    extra = set(raw.meta) - {"layout", *SNAPSHOT_RECEIPT_FIELDS}
+    named = [name for name in SNAPSHOT_RECEIPT_FIELDS if name in raw.meta]
+    if extra or len(named) > 1 or (named and raw.snapshot is None):
+        raise ValueError(f"runtime {rid!r}: meta may name one snapshot receipt, with a snapshot; got {sorted(raw.meta)}")
 
 
 def _decode(rid: str, what: str, decode, value):

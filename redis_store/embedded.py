@@ -120,12 +120,12 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def private_server(binary: str | None, missing: str):
-    """A started ServerProcess of ``binary`` for the block, stopped after it;
-    SystemExit(``missing``) when there is no binary."""
+def private_server(binary: str | None, missing: str, *extra_args: str):
+    """A started ServerProcess of ``binary`` (with ``extra_args``) for the
+    block, stopped after it; SystemExit(``missing``) when there is no binary."""
     if binary is None:
         raise SystemExit(missing)
-    server = ServerProcess(binary).start()
+    server = ServerProcess(binary, *extra_args).start()
     try:
         yield server
     finally:

@@ -80,8 +80,9 @@ def _fakeredis(url: str, namespace: str, **options: Any) -> RuntimeStore:
     name = url.split("://", 1)[1].split("?", 1)[0].strip("/") or "default"
     server = _FAKE_SERVERS.setdefault(name, fakeredis.FakeServer())
     store_options, client_options = _split(options)
+    store_options.setdefault("guard", "off")  # an in-process fake: no server to check (and no INFO)
     client = fakeredis.FakeAsyncRedis(server=server, **client_options)
-    return RedisRuntimeStore(client, namespace, close_client=True, **store_options)
+    return RedisRuntimeStore(client, namespace, close_client=True, where=f"fakeredis://{name}", **store_options)
 
 
 #: URL scheme -> factory(url, namespace, **options).

@@ -15,30 +15,15 @@ from __future__ import annotations
 import functools
 import hashlib
 from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 
 from redis.exceptions import ResponseError
 
-#: Every script the store runs, by name (file ``lua/<name>.lua``).
-SCRIPT_NAMES = (
-    "commit_boundary",
-    "apply_receipt",
-    "lifecycle_commit",
-    "load_inputs",
-    "dump_runtime",
-    "lease_acquire",
-    "lease_renew",
-    "lease_release",
-    "lease_revoke",
-    "lease_read",
-    "delete_runtime",
-    "prune_commit_ids",
-    "drop_receipts",
-)
 _LIB = "lib"
 
 
-def _script_dir():
+def _script_dir() -> Traversable:
     packaged = resources.files("redis_store").joinpath("lua")
     if packaged.is_dir():
         return packaged
@@ -49,6 +34,18 @@ def _script_dir():
         "redis_store's Lua scripts are missing: neither redis_store/lua (installed) "
         "nor lua/ (source checkout) exists; reinstall the package"
     )
+
+
+def _names() -> tuple[str, ...]:
+    return tuple(sorted(
+        entry.name[: -len(".lua")] for entry in _script_dir().iterdir()
+        if entry.name.endswith(".lua") and entry.name != f"{_LIB}.lua"
+    ))
+
+
+#: Every script the store runs, by name: each file ``lua/<name>.lua`` but
+#: lib.lua. A new script is registered by adding its file.
+SCRIPT_NAMES = _names()
 
 
 @functools.cache
@@ -67,24 +64,18 @@ def sha1(name: str) -> str:
 
 
 class Scripts:
-    """The store's scripts registered on one client (``script.<name>``)."""
+    """The store's scripts registered on one client: ``scripts.<name>`` for
+    each file ``lua/<name>.lua``."""
 
     def __init__(self, client) -> None:
         self._client = client
         self.loaded = False
-        self.commit_boundary = client.register_script(source("commit_boundary"))
-        self.apply_receipt = client.register_script(source("apply_receipt"))
-        self.lifecycle_commit = client.register_script(source("lifecycle_commit"))
-        self.load_inputs = client.register_script(source("load_inputs"))
-        self.dump_runtime = client.register_script(source("dump_runtime"))
-        self.lease_acquire = client.register_script(source("lease_acquire"))
-        self.lease_renew = client.register_script(source("lease_renew"))
-        self.lease_release = client.register_script(source("lease_release"))
-        self.lease_revoke = client.register_script(source("lease_revoke"))
-        self.lease_read = client.register_script(source("lease_read"))
-        self.delete_runtime = client.register_script(source("delete_runtime"))
-        self.prune_commit_ids = client.register_script(source("prune_commit_ids"))
-        self.drop_receipts = client.register_script(source("drop_receipts"))
+        for name in SCRIPT_NAMES:
+            setattr(self, name, client.register_script(source(name)))
+
+    def __getattr__(self, name: str):
+        # Only reached for a name no file provides (attributes set above are found first).
+        raise AttributeError(f"no Lua script {name!r}: there is no lua/{name}.lua")
 
     async def preload(self) -> None:
         """SCRIPT LOAD every script once (on Redis Cluster: on every primary),

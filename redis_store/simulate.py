@@ -52,9 +52,12 @@ class Plan:
     turns: int = 8
     session_kb: int = 16
     seed: int = 0
+    # Names this run's runtimes: a second run against the same server writes
+    # (and checks) its own runtimes, never the first run's.
+    run_tag: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def runtime_id(self, index: int) -> str:
-        return f"sim-{self.seed}-{index:05d}"
+        return f"sim-{self.run_tag}-{self.seed}-{index:05d}"
 
     def runtimes_of(self, worker: int) -> list[int]:
         return list(range(worker, self.runtimes, self.workers))

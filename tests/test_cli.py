@@ -49,11 +49,38 @@ def test_simulate_without_url_uses_a_private_server_and_several_processes(redis_
     assert "progress:" in result.stderr  # plain progress lines without a terminal
     assert "check: clean (6 runtimes verified)" in result.stdout
     assert "commits/s" in result.stdout
+    assert "4 workers in 2 processes, 6 runtimes x 2 turns" in result.stderr
+    # The private server runs durably (AOF), like a deployment: the guard has nothing to say.
+    assert "redis-store:" not in result.stderr and "persistence" not in result.stderr
 
 
 def test_simulate_refuses_memory_across_processes(capsys):
-    with pytest.raises(SystemExit, match="one process"):
-        main(["simulate", "--url", "memory://", "--processes", "2"])
+    assert main(["simulate", "--url", "memory://", "--processes", "2"]) == 2
+    assert "one process" in capsys.readouterr().err
+
+
+def test_simulate_twice_against_one_server_ends_clean_twice(capsys, redis_server):
+    url = f"{redis_server.url}?namespace=twice{os.getpid()}"
+    seen = []
+    for _ in range(2):
+        code, out = run_cli(capsys, "simulate", "--url", url, "--runtimes", "3", "--turns", "2", "--workers", "2", "--json")
+        summary = json.loads(out)
+        assert code == 0 and summary["ok"], summary
+        seen.append(summary)
+    code, out = run_cli(capsys, "runtimes", url, "--all", "--json")
+    assert len(json.loads(out)["runtimes"]) == 6  # each run wrote (and checked) its own three
+
+
+def test_simulate_exit_codes(capsys):
+    # Every commit refused (a snapshot limit below the session size): the run fails, truthfully.
+    code, out = run_cli(capsys, "simulate", "--url", "memory://?max_snapshot_bytes=100", "--runtimes", "2", "--turns", "1")
+    assert code == 1 and "check: FAILED" in out and "errors: 2" in out
+    assert main(["simulate", "--url", "memory://", "--turns", "0"]) == 2
+    assert "must be positive" in capsys.readouterr().err
+    code = main(["simulate", "--url", "memory://", "--runtimes", "1", "--turns", "1", "--workers", "1"])
+    captured = capsys.readouterr()
+    assert code == 0 and "check: clean (1 runtime verified)" in captured.out
+    assert "1 worker in 1 process, 1 runtime x 1 turn" in captured.err
 
 
 @pytest.fixture
@@ -81,14 +108,44 @@ def test_runtimes_inspect_and_check_on_a_real_server(capsys, seeded):
     assert code == 0 and sorted(json.loads(out)["runtimes"]) == ["alpha", "beta{1}"]
     code, out = run_cli(capsys, "inspect", seeded, "beta{1}")
     assert code == 0
-    assert "digest matches" in out and "receipts (1 in 1 runs)" in out and "inputs (2)" in out
+    assert "digest matches" in out and "receipts (1 receipt in 1 run, oldest run first)" in out and "inputs (2 inputs)" in out
     code, out = run_cli(capsys, "inspect", seeded, "alpha", "--json")
     report = json.loads(out)
     assert report["snapshot_digest_matches"] is True and report["stored_bytes"] > 0
     assert [i["last_boundary_sequence"] for i in report["inputs"]] == [None, 0]
     code, out = run_cli(capsys, "check", seeded)
     assert code == 0 and "checked 2 runtimes: 0 violations" in out
+    code, out = run_cli(capsys, "check", seeded, "--runtime", "alpha")
+    assert code == 0 and "checked 1 runtime: 0 violations" in out
 
+
+def test_a_runtime_with_nothing_stored_is_said_so_with_exit_1(capsys, seeded):
+    assert main(["inspect", seeded, "no-such-runtime"]) == 1
+    assert "runtime 'no-such-runtime': nothing is stored for it" in capsys.readouterr().err
+    code, out = run_cli(capsys, "check", seeded, "--runtime", "no-such-runtime", "--runtime", "alpha")
+    assert code == 1
+    assert "NOTHING STORED runtime 'no-such-runtime'" in out
+    assert "checked 1 runtime: 0 violations; 1 runtime named with nothing stored" in out
+    code, out = run_cli(capsys, "check", seeded, "--runtime", "no-such-runtime", "--json")
+    assert code == 1 and json.loads(out)["nothing_stored"] == ["no-such-runtime"]
+
+
+def test_inspect_lists_runs_in_creation_order(capsys, redis_server):
+    url = f"{redis_server.url}?namespace=order{os.getpid()}"
+    runs = [RunId.new() for _ in range(200)]  # beyond a listpack: Redis hashes them in random order
+
+    async def seed():
+        async with open_store(url) as store:
+            for run in runs:
+                await commit(store, "many", run, turns=1)
+
+    asyncio.run(seed())
+    code, out = run_cli(capsys, "inspect", url, "many", "--json")
+    assert code == 0
+    assert list(json.loads(out)["receipts"]) == [str(run) for run in runs]
+    code, out = run_cli(capsys, "inspect", url, "many")
+    table = [line.split()[0] for line in out.split("oldest run first)")[1].splitlines()[3:] if line.strip()]
+    assert table[: len(runs)] == [str(run) for run in runs]
 
 def _corrupt(url: str, how) -> None:
     namespace = url.split("namespace=")[1]
@@ -146,12 +203,44 @@ def test_doctor_on_an_unsafe_and_a_safe_server(capsys, redis_server):
         safe.stop()
 
 
-def test_unreachable_url_is_a_clean_error(capsys):
+def test_unreachable_url_is_a_clean_error_with_exit_2_for_every_command(capsys, tmp_path):
     from servers import free_port
 
-    code = main(["check", f"redis://127.0.0.1:{free_port()}/0"])
-    assert code == 2
-    assert "redis-store check:" in capsys.readouterr().err
+    url = f"redis://127.0.0.1:{free_port()}/0?socket_connect_timeout=1"
+    dump = tmp_path / "dump.jsonl"
+    assert main(["export", "memory://"]) == 0
+    dump.write_text(capsys.readouterr().out)
+    commands = [
+        ["runtimes", url], ["inspect", url, "rt"], ["check", url], ["check", url, "--runtime", "rt"], ["prune", url],
+        ["doctor", url], ["export", url], ["import", url, str(dump)], ["copy", url, "memory://"], ["copy", "memory://", url],
+        ["simulate", "--url", url, "--runtimes", "1", "--turns", "1", "--workers", "1"],
+    ]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        assert f"redis-store {argv[0]}:" in capsys.readouterr().err or argv[0] == "doctor", argv
+
+
+def test_usage_errors_exit_2(capsys):
+    for argv in (["nosuch"], ["check"], ["inspect", "memory://"], ["prune", "memory://", "--keep-runs", "x"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2, argv
+    assert main(["check", "mongodb://host/db"]) == 2
+    assert "unknown store URL scheme" in capsys.readouterr().err
+    assert main(["runtimes", "memory://"]) == 0
+    assert main(["prune", "memory://", "--keep-runs", "1"]) == 0
+
+
+def test_help_documents_every_commands_exit_status(capsys):
+    from redis_store.cli import EXIT_STATUS, build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert set(EXIT_STATUS) == set(commands)
+    text = parser.format_help()
+    for name in commands:
+        assert name in text.split("exit status:")[1]
+        assert "exit status: 0" in " ".join(commands[name].format_help().split())
 
 
 def test_prune_applies_the_retention_policy(capsys, seeded):
@@ -167,3 +256,10 @@ def test_prune_applies_the_retention_policy(capsys, seeded):
     assert code == 0 and report == {"runtimes": 2, "commit_ids_forgotten": 0, "receipts_removed": 2}
     code, out = run_cli(capsys, "check", seeded)
     assert code == 0, out
+
+
+async def test_memory_usage_is_on_every_backend(store):
+    """What inspect and simulate report as stored bytes, without asking which backend it is."""
+    assert await store.memory_usage("nothing-here") == 0
+    await commit(store, "sized", RunId.new(), [InputState.new_accepted(InputId.new())], turns=3)
+    assert await store.memory_usage("sized") > len(session_json(3))

@@ -4,6 +4,7 @@ to, and carries on where a managed service hides CONFIG."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -25,7 +26,18 @@ async def test_refuse_mode_names_what_is_unsafe_and_sends_nothing(redis_server):
     raw.close()
 
 
-async def test_warn_mode_logs_and_carries_on(redis_server, caplog):
+@pytest.fixture
+def fresh_guard():
+    """The guard's memory of what it has said in this process, emptied."""
+    from redis_store import backend_redis
+
+    saved = set(backend_redis._WARNED)
+    backend_redis._WARNED.clear()
+    yield
+    backend_redis._WARNED.update(saved)
+
+
+async def test_warn_mode_logs_and_carries_on(redis_server, caplog, fresh_guard):
     caplog.set_level(logging.WARNING, logger="redis_store")
     async with open_store(f"{redis_server.url}?namespace=guard2") as store:
         await store.persist_runtime_state("rt", RuntimeState.IDLE)
@@ -37,6 +49,27 @@ async def test_warn_mode_logs_and_carries_on(redis_server, caplog):
     async with open_store(f"{redis_server.url}?namespace=guard3&guard=off") as store:
         await store.persist_runtime_state("rt", RuntimeState.IDLE)
     assert not [r for r in caplog.records if r.name == "redis_store"]
+
+
+async def test_the_guard_warns_once_per_server_per_process(redis_server, caplog, fresh_guard):
+    caplog.set_level(logging.WARNING, logger="redis_store")
+    stores = [open_store(f"{redis_server.url}?namespace=guard-once-{i}") for i in range(3)]
+    try:  # eight workers' first calls at once on each store, as in simulate
+        await asyncio.gather(*(store.load_runtime_state(f"rt-{n}") for store in stores for n in range(8)))
+    finally:
+        for store in stores:
+            await store.aclose()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "redis_store"]
+    assert len(warnings) == 1 and "persistence" in warnings[0], warnings
+
+
+@pytest.mark.parametrize("url", ["fakeredis://guard-quiet", "memory://"])
+async def test_the_guard_is_silent_for_in_process_stores(url, caplog, fresh_guard):
+    caplog.set_level(logging.DEBUG, logger="redis_store")
+    async with open_store(url) as store:
+        await store.persist_runtime_state("rt", RuntimeState.IDLE)
+    assert [r.getMessage() for r in caplog.records if r.name == "redis_store"] == []
+    assert "<" not in repr(store) and ":6379" not in repr(store)  # named by its URL, not a made-up address
 
 
 async def test_safe_server_passes_and_an_evicting_policy_is_refused(redis_server):
@@ -53,7 +86,7 @@ async def test_safe_server_passes_and_an_evicting_policy_is_refused(redis_server
         safe.stop()
 
 
-async def test_managed_service_without_config_carries_on(redis_server, caplog):
+async def test_managed_service_without_config_carries_on(redis_server, caplog, fresh_guard):
     admin = redis.Redis.from_url(redis_server.url)
     admin.acl_setuser("managed", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-config"])
     caplog.set_level(logging.WARNING, logger="redis_store")

@@ -35,6 +35,16 @@ def test_wheel_contains_every_script(wheel):
         assert f"redis_store/lua/{script}.lua" in names
 
 
+def test_wheel_ships_its_type_information(wheel):
+    assert "redis_store/py.typed" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_the_store_does_not_import_the_operator_tools():
+    code = "import sys, redis_store; print(sorted(m for m in ('redis_store.doctor', 'redis_store.cli') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_installed_package_loads_its_scripts_in_a_fresh_venv(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)

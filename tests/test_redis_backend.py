@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -298,3 +299,13 @@ def _upper_state_decoder(codec):
         return RuntimeState(text.lower())
 
     return decode
+
+
+def test_every_script_file_is_registered_and_every_registered_script_is_used():
+    """Scripts come from their files (no hand-kept list); the backend calls
+    each by the name of its file, and calls no script that has no file."""
+    lua = Path(__file__).resolve().parent.parent / "lua"
+    assert set(SCRIPT_NAMES) == {path.stem for path in lua.glob("*.lua")} - {"lib"}
+    backend = (Path(__file__).resolve().parent.parent / "redis_store" / "backend_redis.py").read_text()
+    called = set(re.findall(r"self\._scripts\.(\w+)", backend)) - {"loaded", "preload"}
+    assert called == set(SCRIPT_NAMES)

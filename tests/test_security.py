@@ -881,7 +881,7 @@ def test_cli_never_prints_credentials(secured, capsys, caplog, monkeypatch):
         (0, ["simulate", "--url", secured.admin_url(namespace="cli-sim"), *simulate]),
         (0, ["simulate", "--url", query_url("cli-sim-q"), *simulate, "--json"]),
         (2, ["check", wrong]), (2, ["inspect", wrong, "cli-runtime"]), (2, ["runtimes", query_url("cli", WRONG_PW)]),
-        (1, ["doctor", secured.url("", WRONG_PW)]), (1, ["doctor", query_url(None, WRONG_PW), "--json"]),
+        (2, ["doctor", secured.url("", WRONG_PW)]), (2, ["doctor", query_url(None, WRONG_PW), "--json"]),  # not reached
         (2, ["simulate", "--url", wrong, "--workers", "1", "--runtimes", "1", "--turns", "1"]),
         (2, ["check", f"redis://u:{quote(FAR_PW, safe='')}@127.0.0.1:1/0"]),  # unreachable
         (2, ["check", f"mongodb://u:{FAR_PW}@host/db"]),                       # unknown scheme
@@ -893,7 +893,7 @@ def test_cli_never_prints_credentials(secured, capsys, caplog, monkeypatch):
         assert got == code, f"{argv[0]} exited {got}, expected {code}:\n{output}"
         outputs[" ".join(argv)] = output
     assert "cli-runtime" in outputs[f"runtimes {url} --all"]
-    assert "checked 1 runtimes: 0 violations" in outputs[f"check {url}"]
+    assert "checked 1 runtime: 0 violations" in outputs[f"check {url}"]
     assert "***" in outputs[f"doctor {secured.admin_url()}"]  # it names the server, masked
     assert_no_secret(list(outputs.values()) + log_texts(caplog), SECRETS + (MALFORMED_PW,))
 

@@ -198,7 +198,9 @@ def test_every_script_that_writes_the_snapshot_goes_through_snapshot_write():
         assert not re.search(rf"redis\.call\('\w+',\s*KEYS\[{index}\]", body), name
         if "snapshot_write(" in body:
             writers.append(name)
-            assert "'snapshot_tag', ARGV[" in body, name
+            meta = re.search(r"--\s*KEYS\[(\d+)\]\s+meta\b", body).group(1)
+            # sets the new tag, or unlinks meta (tag and all) in the same script
+            assert "'snapshot_tag', ARGV[" in body or re.search(rf"'UNLINK',[^)]*KEYS\[{meta}\]", body), name
     assert {"commit_boundary", "apply_receipt"} <= set(writers)
 
 
