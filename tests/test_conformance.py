@@ -27,6 +27,8 @@ from redis_store import (
 )
 from sessions import EMPTY_DIGEST, session_json
 
+BOTH_APIS = True  # also through redis_store.sync (conftest.SYNC_BACKENDS)
+
 
 def make_receipt(run_id: RunId, seq: int, **changes) -> RunBoundaryReceipt:
     receipt = RunBoundaryReceipt(
