@@ -6,11 +6,13 @@
 -- KEYS[4] inputs       HASH    input_id -> input state envelope
 -- KEYS[5] input_order  LIST    input ids in first-stored order
 -- KEYS[6] meta         HASH    layout version; a snapshot written here moves
---                              snapshot_receipt to snapshot_applied (this receipt)
+--                              snapshot_receipt to snapshot_applied (this receipt),
+--                              snapshot_without_receipt dropped
 -- KEYS[7] lease        HASH    owner, token of the live lease (expires)
 -- KEYS[8] commits      HASH    commit_id -> "<fingerprint> <sequence>"
 -- KEYS[9] commit_log   ZSET    commit_id scored by server time (ms) committed
 -- KEYS[10] fence       STRING  fencing epoch: the newest lease token (never deleted)
+-- KEYS[11] idempotency HASH    "key:<key>" -> input id, "input:<input id>" -> key
 -- ARGV[1] run_id
 -- ARGV[2] sequence (decimal integer, 0 <= seq < 2^53)
 -- ARGV[3] receipt envelope (complete)
@@ -19,10 +21,12 @@
 -- ARGV[6] commit id, or "" for none
 -- ARGV[7] fingerprint of this commit's content (with a commit id)
 -- ARGV[8] how long commit ids are kept, ms
--- ARGV[9..] pairs: input_id, input state envelope (complete)
+-- ARGV[9..] triples: input_id, input state envelope (complete), claim
+--           ("" or "=" .. idempotency key)
 -- Reply: {sequence, 1 if the commit id had already applied it (nothing
 -- written) else 0}. Errors, raised before any write: BAD_ARGS, WRONGTYPE,
--- COMMIT_ID_REUSED, FENCED_OUT, RECEIPT_CONFLICT, CORRUPT.
+-- COMMIT_ID_REUSED, FENCED_OUT, INDEX_MISSING, IDEMPOTENCY_CONFLICT,
+-- RECEIPT_CONFLICT, CORRUPT.
 
 local seq = tonumber(ARGV[2])
 if not seq or seq < 0 or seq > MAX_SEQUENCE or seq ~= math.floor(seq) then
@@ -47,14 +51,15 @@ end
 -- All checks passed: write.
 if ARGV[4] ~= '' then
   redis.call('SET', KEYS[1], ARGV[4])
-  redis.call('HDEL', KEYS[6], 'snapshot_receipt')
+  redis.call('HDEL', KEYS[6], 'snapshot_receipt', 'snapshot_without_receipt')
   redis.call('HSET', KEYS[6], 'snapshot_applied', field)
 end
 redis.call('HSET', KEYS[2], field, ARGV[3])
 if not last or seq > last then
   redis.call('HSET', KEYS[3], ARGV[1], int_text(seq))
 end
-upsert_inputs(KEYS[4], KEYS[5], 9, '')
+upsert_inputs(KEYS[4], KEYS[5], KEYS[11], 9, '')
 mark_runtime(KEYS[6])
+mark_indexed(KEYS[6], 9)
 remember_commit(KEYS[8], KEYS[9], ARGV[6], ARGV[7], seq, tonumber(ARGV[8]))
 return {seq, 0}

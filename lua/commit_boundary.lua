@@ -7,10 +7,12 @@
 -- KEYS[5] input_order  LIST    input ids in first-stored order
 -- KEYS[6] meta         HASH    layout version; snapshot_receipt =
 --                              field of the receipt minted with the stored snapshot
+--                              (snapshot_applied, snapshot_without_receipt dropped)
 -- KEYS[7] lease        HASH    owner, token of the live lease (expires)
 -- KEYS[8] commits      HASH    commit_id -> "<fingerprint> <sequence>"
 -- KEYS[9] commit_log   ZSET    commit_id scored by server time (ms) committed
 -- KEYS[10] fence       STRING  fencing epoch: the newest lease token (never deleted)
+-- KEYS[11] idempotency HASH    "key:<key>" -> input id, "input:<input id>" -> key
 -- ARGV[1] run_id
 -- ARGV[2] snapshot envelope
 -- ARGV[3] receipt envelope without its final sequence slot
@@ -18,11 +20,13 @@
 -- ARGV[5] commit id, or "" for none
 -- ARGV[6] fingerprint of this commit's content (with a commit id)
 -- ARGV[7] how long commit ids are kept, ms
--- ARGV[8..] pairs: input_id, input state envelope without its final
---           last_boundary_sequence slot (last_run_id already stamped)
+-- ARGV[8..] triples: input_id, input state envelope without its final
+--           last_boundary_sequence slot (last_run_id already stamped),
+--           claim ("" or "=" .. idempotency key)
 -- Reply: {sequence, 1 if the commit id had already committed it (nothing
 -- written) else 0}. Errors, raised before any write: BAD_ARGS, WRONGTYPE,
--- COMMIT_ID_REUSED, FENCED_OUT, CORRUPT (run_seqs entry), SEQUENCE_EXHAUSTED.
+-- COMMIT_ID_REUSED, FENCED_OUT, INDEX_MISSING, IDEMPOTENCY_CONFLICT,
+-- CORRUPT (run_seqs entry), SEQUENCE_EXHAUSTED.
 
 local failed, earlier = commit_checks(8, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]))
 if failed then
@@ -46,9 +50,10 @@ local tail = u64(seq)
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1] .. ':' .. seq_text, ARGV[3] .. tail)
 redis.call('HSET', KEYS[3], ARGV[1], seq_text)
-upsert_inputs(KEYS[4], KEYS[5], 8, tail)
+upsert_inputs(KEYS[4], KEYS[5], KEYS[11], 8, tail)
 mark_runtime(KEYS[6])
+mark_indexed(KEYS[6], 8)
 redis.call('HSET', KEYS[6], 'snapshot_receipt', ARGV[1] .. ':' .. seq_text)
-redis.call('HDEL', KEYS[6], 'snapshot_applied')
+redis.call('HDEL', KEYS[6], 'snapshot_applied', 'snapshot_without_receipt')
 remember_commit(KEYS[8], KEYS[9], ARGV[5], ARGV[6], seq, tonumber(ARGV[7]))
 return {seq, 0}

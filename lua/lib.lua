@@ -6,7 +6,8 @@
 local MAX_SEQUENCE = 9007199254740991
 local unpack = unpack or table.unpack
 -- Key layout version, recorded in each runtime's meta hash (redis_store/keys.py).
-local LAYOUT_VERSION = 1
+-- 2: the idempotency index exists; 1: stored by a release without it.
+local LAYOUT_VERSION = 2
 
 -- msgpack uint64 (0xcf + 8 bytes big-endian) of an integer in [0, 2^53).
 -- Completes an envelope whose prefix Python encoded (codec.seq_suffix).
@@ -39,13 +40,39 @@ local function stored_sequence(seqs_key, run_id)
   return n, nil
 end
 
--- Upsert input states given as (input_id, value) pairs in ARGV from index
--- first on, appending suffix to each value. An id seen for the first time
--- is appended to the order list, so loads return first-stored order.
-local function upsert_inputs(inputs_key, order_key, first, suffix)
-  for i = first, #ARGV, 2 do
-    if redis.call('HSET', inputs_key, ARGV[i], ARGV[i + 1] .. suffix) == 1 then
-      redis.call('RPUSH', order_key, ARGV[i])
+-- Input states come in ARGV from index first on as triples: input_id,
+-- value, claim. claim is '' when the input has no idempotency key, else '='
+-- followed by the key (Lua cannot read the key out of the msgpack value).
+
+-- The key a claim names, or nil.
+local function claimed_key(claim)
+  if claim == '' then
+    return nil
+  end
+  return string.sub(claim, 2)
+end
+
+-- Upsert the input triples from index first on, appending suffix to each
+-- value. An id seen for the first time is appended to the order list, so
+-- loads return first-stored order. The idempotency index (index_key:
+-- 'key:' .. key -> input id, 'input:' .. input id -> key) follows in the
+-- same step: an input's old key is dropped only while it still names that
+-- input, since another input of this batch may have just claimed it.
+local function upsert_inputs(inputs_key, order_key, index_key, first, suffix)
+  for i = first, #ARGV, 3 do
+    local id = ARGV[i]
+    if redis.call('HSET', inputs_key, id, ARGV[i + 1] .. suffix) == 1 then
+      redis.call('RPUSH', order_key, id)
+    end
+    local old = redis.call('HGET', index_key, 'input:' .. id)
+    local new = claimed_key(ARGV[i + 2])
+    if old and old ~= new and redis.call('HGET', index_key, 'key:' .. old) == id then
+      redis.call('HDEL', index_key, 'key:' .. old)
+    end
+    if new then
+      redis.call('HSET', index_key, 'key:' .. new, id, 'input:' .. id, new)
+    elseif old then
+      redis.call('HDEL', index_key, 'input:' .. id)
     end
   end
 end
@@ -63,14 +90,57 @@ local function wrong_type(expected)
   return nil
 end
 
--- The checks every write script starts with: ARGV from index first_pair on
--- holds (id, value) pairs, and KEYS[i] is absent or of type expected[i].
--- Returns the error text, or nil when all is well.
-local function common_checks(first_pair, expected)
-  if (#ARGV - first_pair + 1) % 2 ~= 0 then
-    return 'BAD_ARGS input ids and values must come in pairs'
+-- The checks every write script starts with: ARGV from index first on
+-- holds (id, value, claim) triples, and KEYS[i] is absent or of type
+-- expected[i]. Returns the error text, or nil when all is well.
+local function common_checks(first, expected)
+  if (#ARGV - first + 1) % 3 ~= 0 then
+    return 'BAD_ARGS input ids, values and claims must come in triples'
+  end
+  for i = first + 2, #ARGV, 3 do
+    if ARGV[i] ~= '' and string.sub(ARGV[i], 1, 1) ~= '=' then
+      return 'BAD_ARGS a claim is "" or "=" followed by the idempotency key'
+    end
   end
   return wrong_type(expected)
+end
+
+-- Before writing input triples (from ARGV index first on): error text if the
+-- runtime was stored before the index existed (INDEX_MISSING: Python builds
+-- it, then sends the write again), or if an input claims a key that another
+-- input holds and keeps holding after this batch (IDEMPOTENCY_CONFLICT
+-- "<holder> <claimant> <key>"); else nil.
+local function index_error(index_key, meta_key, inputs_key, first)
+  if first > #ARGV then
+    return nil
+  end
+  if redis.call('HGET', meta_key, 'layout') == '1' and redis.call('TYPE', inputs_key)['ok'] ~= 'none' then
+    return 'INDEX_MISSING'
+  end
+  local batch, claimed = {}, {}
+  for i = first, #ARGV, 3 do
+    batch[ARGV[i]] = ARGV[i + 2]
+  end
+  for i = first, #ARGV, 3 do
+    local key = claimed_key(ARGV[i + 2])
+    if key then
+      local holder = claimed[key] or redis.call('HGET', index_key, 'key:' .. key)
+      if holder and holder ~= ARGV[i] and (batch[holder] == nil or batch[holder] == ARGV[i + 2]) then
+        return 'IDEMPOTENCY_CONFLICT ' .. holder .. ' ' .. ARGV[i] .. ' ' .. key
+      end
+      claimed[key] = ARGV[i]
+    end
+  end
+  return nil
+end
+
+-- After index_error passed for a non-empty batch, the runtime's index is
+-- complete: record the current layout (a layout-1 runtime without inputs
+-- moves up here).
+local function mark_indexed(meta_key, first)
+  if first <= #ARGV then
+    redis.call('HSET', meta_key, 'layout', LAYOUT_VERSION)
+  end
 end
 
 -- Every write marks its runtime in the meta hash: listing runtimes scans
@@ -133,12 +203,13 @@ local function remember_commit(commits_key, log_key, commit_id, fingerprint, seq
 end
 
 -- The checks commit_boundary.lua and apply_receipt.lua both start with, over
--- their shared KEYS layout (1 snapshot .. 10 fence): argument shape and key
--- types, then a commit id already used (its sequence comes back: the script
--- replies with it and writes nothing), then the fence.
+-- their shared KEYS layout (1 snapshot .. 10 fence, 11 idempotency):
+-- argument shape and key types, then a commit id already used (its sequence
+-- comes back: the script replies with it and writes nothing), then the
+-- fence, then the idempotency keys the inputs claim.
 -- Returns error text or nil, and the earlier sequence or nil.
-local function commit_checks(first_pair, token, commit_id, fingerprint, retention_ms)
-  local failed = common_checks(first_pair, {'string', 'hash', 'hash', 'hash', 'list', 'hash', 'hash', 'hash', 'zset', 'string'})
+local function commit_checks(first, token, commit_id, fingerprint, retention_ms)
+  local failed = common_checks(first, {'string', 'hash', 'hash', 'hash', 'list', 'hash', 'hash', 'hash', 'zset', 'string', 'hash'})
   if failed then
     return failed, nil
   end
@@ -146,5 +217,9 @@ local function commit_checks(first_pair, token, commit_id, fingerprint, retentio
   if reused or earlier then
     return reused, earlier
   end
-  return fence_error(KEYS[10], KEYS[7], token), nil
+  local fenced = fence_error(KEYS[10], KEYS[7], token)
+  if fenced then
+    return fenced, nil
+  end
+  return index_error(KEYS[11], KEYS[6], KEYS[4], first), nil
 end

@@ -34,6 +34,8 @@ from .doctor import server_findings
 from .errors import (
     CommitIdReused,
     FencedOut,
+    IdempotencyKeyConflict,
+    IndexMissing,
     InternalError,
     LeaseHeld,
     ReadFailed,
@@ -58,7 +60,13 @@ _MAX_NODES = 1024
 
 
 def _flat(inputs: EncodedInputs) -> list:
-    return [part for pair in inputs for part in pair]
+    """The (input_id, value, claim) triples of the scripts' ARGV; a claim is
+    "" without an idempotency key, else "=" and the key (lib.lua)."""
+    return [
+        part
+        for input_id, value, key in inputs
+        for part in (input_id, value, "" if key is None else "=" + key)
+    ]
 
 
 try:
@@ -286,6 +294,11 @@ class RedisRuntimeStore(RuntimeStore):
         if code == "RECEIPT_CONFLICT":
             run_id, _, sequence = detail.rpartition(":")
             return ReceiptConflict(run_id, int(sequence))
+        if code == "IDEMPOTENCY_CONFLICT":
+            holder, claimant, key = detail.split(" ", 2)
+            return IdempotencyKeyConflict(key, holder, claimant)
+        if code == "INDEX_MISSING":
+            return IndexMissing(f"{operation}: the runtime was stored before the idempotency index")
         if code == "SEQUENCE_EXHAUSTED":
             return sequence_exhausted(detail.split()[1])
         if code == "BAD_ARGS":  # the Python side built a malformed call: a bug
@@ -331,7 +344,7 @@ class RedisRuntimeStore(RuntimeStore):
         sequence, _replayed = await self._write(
             "commit_session_boundary",
             self._scripts.commit_boundary,
-            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
+            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence, k.idempotency],
             [run_id, snapshot, receipt_prefix, *self._commit_args(fence, commit), *_flat(inputs)],
         )
         return sequence
@@ -351,7 +364,7 @@ class RedisRuntimeStore(RuntimeStore):
         await self._write(
             "atomic_apply",
             self._scripts.apply_receipt,
-            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
+            [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence, k.idempotency],
             [run_id, sequence, receipt, b"" if snapshot is None else snapshot, *self._commit_args(fence, commit), *_flat(inputs)],
         )
 
@@ -360,9 +373,25 @@ class RedisRuntimeStore(RuntimeStore):
         await self._write(
             "lifecycle_commit",
             self._scripts.lifecycle_commit,
-            [k.state, k.inputs, k.input_order, k.meta, k.lease, k.fence],
+            [k.state, k.inputs, k.input_order, k.meta, k.lease, k.fence, k.idempotency],
             [b"" if state is None else state, fence, *_flat(inputs)],
         )
+
+    async def _commit_snapshot(self, rid: str, snapshot: bytes, fence: str, commit: CommitTag | None) -> None:
+        k = self._keys.runtime(rid)
+        await self._write(
+            "commit_session_snapshot",
+            self._scripts.snapshot_commit,
+            [k.snapshot, k.meta, k.lease, k.commits, k.commit_log, k.fence],
+            [snapshot, *self._commit_args(fence, commit)],
+        )
+
+    async def _build_index(self, rid: str, entries: EncodedInputs) -> bool | None:
+        k = self._keys.runtime(rid)
+        built = int(await self._write(
+            "ensure_index", self._scripts.build_index, [k.inputs, k.meta, k.idempotency], _flat(entries)
+        ))
+        return None if built < 0 else bool(built)
 
     async def _lease_acquire(self, rid: str, owner: str, ttl_ms: int, steal: bool) -> tuple[int, int]:
         k = self._keys.runtime(rid)
@@ -423,6 +452,22 @@ class RedisRuntimeStore(RuntimeStore):
             "load_input_state", lambda: self._client.hget(self._keys.runtime(rid).inputs, input_id)
         )
 
+    async def _load_inputs_by_ids(self, rid: str, input_ids: list[str]) -> list[bytes | None]:
+        return await self._read(
+            "load_input_states_by_ids", lambda: self._client.hmget(self._keys.runtime(rid).inputs, input_ids)
+        )
+
+    async def _load_by_idempotency_key(self, rid: str, key: str) -> tuple[str | None, bytes | None] | None:
+        k = self._keys.runtime(rid)
+        reply = await self._read(
+            "load_input_state_by_idempotency_key",
+            lambda: self._scripts.input_by_key(keys=[k.idempotency, k.inputs, k.meta], args=[key], client=self._client),
+        )
+        if not reply[0]:
+            return None
+        _, input_id, value = reply
+        return (input_id.decode() if input_id else None), (value or None)
+
     async def _load_receipt(self, rid: str, run_id: str, sequence: int) -> bytes | None:
         return await self._read(
             "load_boundary_receipt",
@@ -461,10 +506,12 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def _dump_runtime(self, rid: str) -> RawRuntime:
         k = self._keys.runtime(rid)
-        state, snapshot, order, inputs, receipts, run_seqs, meta = await self._read(
+        state, snapshot, order, inputs, receipts, run_seqs, meta, index = await self._read(
             "dump_runtime",
             lambda: self._scripts.dump_runtime(
-                keys=[k.state, k.snapshot, k.input_order, k.inputs, k.receipts, k.run_seqs, k.meta], args=[], client=self._client
+                keys=[k.state, k.snapshot, k.input_order, k.inputs, k.receipts, k.run_seqs, k.meta, k.idempotency],
+                args=[],
+                client=self._client,
             ),
         )
 
@@ -479,6 +526,7 @@ class RedisRuntimeStore(RuntimeStore):
             receipts=pairs(receipts),
             run_seqs={run: value.decode() for run, value in pairs(run_seqs).items()},
             meta={key: value.decode() for key, value in pairs(meta).items()},
+            index={key: value.decode() for key, value in pairs(index).items()},
         )
 
     async def memory_usage(self, runtime_id) -> int:

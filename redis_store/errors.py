@@ -139,3 +139,9 @@ class InsideEventLoop(RuntimeStoreError, RuntimeError):
     the store's own loop). Nothing was sent: use the async API there."""
 
     prefix = "Wrong API"
+
+
+class IndexMissing(WriteFailed):
+    """Internal: a write of input states reached a runtime stored before the
+    idempotency index existed and was refused before writing anything; the
+    store builds the index and sends the write again, so callers never see it."""

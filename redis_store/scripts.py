@@ -34,6 +34,9 @@ SCRIPT_NAMES = (
     "delete_runtime",
     "prune_commit_ids",
     "drop_receipts",
+    "snapshot_commit",
+    "input_by_key",
+    "build_index",
 )
 _LIB = "lib"
 
@@ -85,6 +88,9 @@ class Scripts:
         self.delete_runtime = client.register_script(source("delete_runtime"))
         self.prune_commit_ids = client.register_script(source("prune_commit_ids"))
         self.drop_receipts = client.register_script(source("drop_receipts"))
+        self.snapshot_commit = client.register_script(source("snapshot_commit"))
+        self.input_by_key = client.register_script(source("input_by_key"))
+        self.build_index = client.register_script(source("build_index"))
 
     async def preload(self) -> None:
         """SCRIPT LOAD every script once (on Redis Cluster: on every primary),
