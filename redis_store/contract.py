@@ -597,6 +597,10 @@ class RuntimeStore(abc.ABC):
         rid = runtime_key(runtime_id)
         if not isinstance(key, str):
             raise _type_error("key", "a str", key)
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError as exc:  # no stored input can hold it
+            raise ValueError(f"key is not valid Unicode text: {exc}") from exc
         self._ensure_open(ReadFailed)
         found = await self._load_by_idempotency_key(rid, key)
         if found is None:  # a runtime from before the index

@@ -609,6 +609,10 @@ async def test_inputs_are_found_by_idempotency_key_through_every_write(store):
         await store.load_input_state_by_idempotency_key("rt", b"hook-a")
     with pytest.raises(ValueError):
         await store.load_input_state_by_idempotency_key("", "hook-a")
+    with pytest.raises(ValueError):
+        await store.load_input_state_by_idempotency_key("rt", "\ud800")
+    with pytest.raises(ValueError):  # nor can an input store it
+        await store.persist_input_state("rt", keyed("\ud800"))
 
 
 async def test_two_inputs_claiming_one_key_are_refused_naming_both(store):
