@@ -178,9 +178,9 @@ class InMemoryRuntimeStore(RuntimeStore):
             if existing.earlier_commit(commit, self.commit_id_ttl_ms) is not None:
                 return
             existing.check_fence(fence)
+            existing.check_claims(inputs)
             if (run_id, sequence) in existing.receipts:
                 raise ReceiptConflict(run_id, sequence)
-            existing.check_claims(inputs)
             # All checks passed: write.
             runtime = self._runtime(rid)
             if snapshot is not None:

@@ -351,7 +351,7 @@ class RuntimeStore(abc.ABC):
         snapshot = codec.encode_snapshot(session_delta.session_snapshot)
         prefix = codec.receipt_prefix(receipt.to_dict())
         inputs = _encode_inputs("input_updates", wires, codec.input_state_prefix)
-        tag = _commit_tag(commit_id, b"commit", snapshot, prefix, *(encoded.value for encoded in inputs))
+        tag = _commit_tag(commit_id, b"commit", snapshot, prefix, *(entry.value for entry in inputs))
         self._ensure_open(WriteFailed)
         receipt.sequence = await self._indexed(
             rid, lambda: self._commit_boundary(rid, str(run_id), snapshot, prefix, inputs, fence, tag)
@@ -392,7 +392,7 @@ class RuntimeStore(abc.ABC):
             snapshot = codec.encode_snapshot(session_delta.session_snapshot)
         encoded = codec.encode_receipt(receipt_wire)
         inputs = _encode_inputs("input_updates", wires, codec.encode_input_state)
-        tag = _commit_tag(commit_id, b"apply", snapshot, encoded, *(encoded.value for encoded in inputs))
+        tag = _commit_tag(commit_id, b"apply", snapshot, encoded, *(entry.value for entry in inputs))
         self._ensure_open(WriteFailed)
         await self._indexed(
             rid, lambda: self._apply(rid, str(receipt.run_id), receipt.sequence, snapshot, encoded, inputs, fence, tag)
@@ -788,7 +788,9 @@ class RuntimeStore(abc.ABC):
         receipt ``receipt_prefix + seq_suffix(S)`` and each input value
         ``prefix + seq_suffix(S)``; return S. Checked first, in this order:
         a known commit id (same fingerprint: return its S, write nothing;
-        else ``CommitIdReused``), the fence (``FencedOut``)."""
+        else ``CommitIdReused``), the fence (``FencedOut``), the idempotency
+        keys the inputs claim (``IdempotencyKeyConflict``; ``IndexMissing``
+        for a runtime stored before the index)."""
 
     @abc.abstractmethod
     async def _apply(
