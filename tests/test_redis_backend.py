@@ -5,7 +5,6 @@ error mapping, and values written by something else."""
 from __future__ import annotations
 
 import dataclasses
-
 import re
 import time
 
