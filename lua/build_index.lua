@@ -8,7 +8,7 @@
 -- Reply: 1 if built, 0 if the runtime has its index already (nothing
 -- written), -1 if the inputs changed since they were read (nothing
 -- written; read again). Errors, raised before any write: BAD_ARGS,
--- WRONGTYPE, IDEMPOTENCY_CONFLICT "<holder> <claimant> <key>".
+-- WRONGTYPE, IDEMPOTENCY_CONFLICT "<holder> <claimant> <key in hex>".
 
 local failed = common_checks(1, {'hash', 'hash', 'hash'})
 if failed then
@@ -35,7 +35,7 @@ for i = 1, #ARGV, 3 do
   local key = claimed_key(ARGV[i + 2])
   if key then
     if claimed[key] then
-      return redis.error_reply('IDEMPOTENCY_CONFLICT ' .. claimed[key] .. ' ' .. ARGV[i] .. ' ' .. key)
+      return redis.error_reply(key_conflict(claimed[key], ARGV[i], key))
     end
     claimed[key] = ARGV[i]
   end

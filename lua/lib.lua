@@ -105,11 +105,17 @@ local function common_checks(first, expected)
   return wrong_type(expected)
 end
 
+-- The error text of two inputs claiming one key. The key goes in hex: Redis
+-- turns newlines in an error reply into spaces and cuts it at a NUL.
+local function key_conflict(holder, claimant, key)
+  local hex = string.gsub(key, '.', function(c) return string.format('%02x', string.byte(c)) end)
+  return 'IDEMPOTENCY_CONFLICT ' .. holder .. ' ' .. claimant .. ' ' .. hex
+end
+
 -- Before writing input triples (from ARGV index first on): error text if the
 -- runtime was stored before the index existed (INDEX_MISSING: Python builds
 -- it, then sends the write again), or if an input claims a key that another
--- input holds and keeps holding after this batch (IDEMPOTENCY_CONFLICT
--- "<holder> <claimant> <key>"); else nil.
+-- input holds and keeps holding after this batch (key_conflict); else nil.
 local function index_error(index_key, meta_key, inputs_key, first)
   if first > #ARGV then
     return nil
@@ -126,7 +132,7 @@ local function index_error(index_key, meta_key, inputs_key, first)
     if key then
       local holder = claimed[key] or redis.call('HGET', index_key, 'key:' .. key)
       if holder and holder ~= ARGV[i] and (batch[holder] == nil or batch[holder] == ARGV[i + 2]) then
-        return 'IDEMPOTENCY_CONFLICT ' .. holder .. ' ' .. ARGV[i] .. ' ' .. key
+        return key_conflict(holder, ARGV[i], key)
       end
       claimed[key] = ARGV[i]
     end

@@ -295,8 +295,8 @@ class RedisRuntimeStore(RuntimeStore):
             run_id, _, sequence = detail.rpartition(":")
             return ReceiptConflict(run_id, int(sequence))
         if code == "IDEMPOTENCY_CONFLICT":
-            holder, claimant, key = detail.split(" ", 2)
-            return IdempotencyKeyConflict(key, holder, claimant)
+            holder, claimant, key = detail.split(" ")
+            return IdempotencyKeyConflict(bytes.fromhex(key).decode("utf-8", "replace"), holder, claimant)
         if code == "INDEX_MISSING":
             return IndexMissing(f"{operation}: the runtime was stored before the idempotency index")
         if code == "SEQUENCE_EXHAUSTED":

@@ -654,3 +654,14 @@ async def test_delete_and_prune_know_the_index(store):
     assert await store.load_input_state_by_idempotency_key("rt", "hook") is None
     assert (await store.dump_runtime("rt")).index == {}
     await store.persist_input_state("rt", keyed("hook"))  # the key is free again
+
+
+@pytest.mark.parametrize("key", ["", "a\nb", "a\r\nb", "x\x00y", "key:input:1", " spaced  out ", "名前 🦜"])
+async def test_a_conflict_names_any_key_exactly(store, key):
+    a, b = keyed(key), keyed(key)
+    await store.persist_input_state("rt", a)
+    with pytest.raises(IdempotencyKeyConflict) as caught:
+        await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [b])
+    assert (caught.value.key, caught.value.holder, caught.value.claimant) == (key, str(a.input_id), str(b.input_id))
+    assert await store.load_input_state_by_idempotency_key("rt", key) == a
+    assert await store.load_input_states("rt") == [a]
