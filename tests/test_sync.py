@@ -18,6 +18,7 @@ from redis_store import (
     InputId,
     InputState,
     InMemoryRuntimeStore,
+    RedisRuntimeStore,
     ReadFailed,
     RunApplyBoundary,
     RunId,
@@ -39,6 +40,16 @@ def _clients(port: int) -> int:
         return len(admin.client_list()) - 1  # without the admin connection itself
 
 
+def _settled_clients(port: int, expected: int) -> int:
+    """The server's client count once it reached ``expected`` (or after 5 s):
+    the server sees a closed socket on its next event-loop pass, which may
+    come after our next command."""
+    deadline = time.monotonic() + 5
+    while (count := _clients(port)) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return count
+
+
 def _commit(store, rid, run_id, inputs=()):
     return store.commit_session_boundary(
         rid, SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_CHECKPOINT, [s.input_id for s in inputs], list(inputs)
@@ -56,7 +67,7 @@ def test_close_leaves_no_thread_loop_or_connection(redis_server):
     store.close()
     assert not thread.is_alive() and loop.is_closed()
     assert set(_sync_threads()) == before_threads
-    assert _clients(redis_server.port) == before_clients
+    assert _settled_clients(redis_server.port, before_clients) == before_clients
     store.close()  # harmless
     with pytest.raises(WriteFailed, match="closed"):
         store.persist_runtime_state("rt0", RuntimeState.IDLE)
@@ -150,3 +161,13 @@ def test_backend_extras_are_blocking_too(redis_server):
         store.persist_runtime_state("rt", RuntimeState.IDLE)
         assert store.memory_usage("rt") > 0
         assert {f.topic for f in store.check_server()} >= {"server", "persistence", "eviction"}
+
+
+def test_wrapping_a_redis_store_built_outside_any_loop(redis_server):
+    before = _clients(redis_server.port)
+    store = SyncRuntimeStore(RedisRuntimeStore.from_url(redis_server.url, namespace=f"wrapped{time.time_ns()}"))
+    with store:
+        run_id = RunId.new()
+        assert [_commit(store, "rt", run_id).sequence for _ in range(3)] == [0, 1, 2]
+        assert repr(store).startswith("SyncRuntimeStore(RedisRuntimeStore(")
+    assert _settled_clients(redis_server.port, before) == before
