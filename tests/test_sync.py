@@ -35,17 +35,17 @@ def _sync_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("redis-store-sync-")]
 
 
-def _clients(port: int) -> int:
+def _clients(port: int, name: str) -> int:
+    """Connections the server has open under this client name."""
     with redis.Redis(host="127.0.0.1", port=port) as admin:
-        return len(admin.client_list()) - 1  # without the admin connection itself
+        return sum(1 for client in admin.client_list() if client["name"] == name)
 
 
-def _settled_clients(port: int, expected: int) -> int:
-    """The server's client count once it reached ``expected`` (or after 5 s):
-    the server sees a closed socket on its next event-loop pass, which may
-    come after our next command."""
+def _settled_clients(port: int, name: str) -> int:
+    """``_clients`` once none are left (or after 5 s): the server sees a
+    closed socket on its next event-loop pass, which may come after ours."""
     deadline = time.monotonic() + 5
-    while (count := _clients(port)) != expected and time.monotonic() < deadline:
+    while (count := _clients(port, name)) and time.monotonic() < deadline:
         time.sleep(0.01)
     return count
 
@@ -57,17 +57,17 @@ def _commit(store, rid, run_id, inputs=()):
 
 
 def test_close_leaves_no_thread_loop_or_connection(redis_server):
-    before_threads, before_clients = set(_sync_threads()), _clients(redis_server.port)
-    store = open_store(f"redis://127.0.0.1:{redis_server.port}/0?namespace=synclife")
+    before_threads, name = set(_sync_threads()), f"synclife{time.time_ns()}"
+    store = open_store(f"redis://127.0.0.1:{redis_server.port}/0?namespace=synclife&client_name={name}")
     thread, loop = store._thread.thread, store.loop
     assert thread.is_alive() and thread.daemon
     with concurrent.futures.ThreadPoolExecutor(8) as pool:  # open several pooled connections
         list(pool.map(lambda n: store.persist_runtime_state(f"rt{n}", RuntimeState.IDLE), range(32)))
-    assert _clients(redis_server.port) > before_clients
+    assert _clients(redis_server.port, name) > 1
     store.close()
     assert not thread.is_alive() and loop.is_closed()
     assert set(_sync_threads()) == before_threads
-    assert _settled_clients(redis_server.port, before_clients) == before_clients
+    assert _settled_clients(redis_server.port, name) == 0
     store.close()  # harmless
     with pytest.raises(WriteFailed, match="closed"):
         store.persist_runtime_state("rt0", RuntimeState.IDLE)
@@ -164,10 +164,11 @@ def test_backend_extras_are_blocking_too(redis_server):
 
 
 def test_wrapping_a_redis_store_built_outside_any_loop(redis_server):
-    before = _clients(redis_server.port)
-    store = SyncRuntimeStore(RedisRuntimeStore.from_url(redis_server.url, namespace=f"wrapped{time.time_ns()}"))
+    name = f"wrapped{time.time_ns()}"
+    store = SyncRuntimeStore(RedisRuntimeStore.from_url(redis_server.url, namespace=name, client_name=name))
     with store:
         run_id = RunId.new()
         assert [_commit(store, "rt", run_id).sequence for _ in range(3)] == [0, 1, 2]
         assert repr(store).startswith("SyncRuntimeStore(RedisRuntimeStore(")
-    assert _settled_clients(redis_server.port, before) == before
+        assert _clients(redis_server.port, name) >= 1
+    assert _settled_clients(redis_server.port, name) == 0
