@@ -27,12 +27,19 @@ async def _as_stored_before_the_index(raw, keys):
     await raw.hset(keys.meta, "layout", "1")
 
 
-async def test_a_runtime_from_before_the_index_is_indexed_on_first_lookup(redis_backend):
+async def _old_runtime(redis_backend, *states):
+    """(store, raw client, keys) of runtime "old" holding ``states`` as the
+    previous release stored them."""
     store, raw = redis_backend.open(), redis_backend.client()
     keys = KeyLayout(redis_backend.namespace).runtime("old")
-    a, b, c = keyed("hook-a"), keyed("hook-b"), keyed(None)
-    await store.atomic_lifecycle_commit("old", RuntimeState.IDLE, [a, b, c])
+    await store.atomic_lifecycle_commit("old", RuntimeState.IDLE, list(states))
     await _as_stored_before_the_index(raw, keys)
+    return store, raw, keys
+
+
+async def test_a_runtime_from_before_the_index_is_indexed_on_first_lookup(redis_backend):
+    a, b, c = keyed("hook-a"), keyed("hook-b"), keyed(None)
+    store, _, _ = await _old_runtime(redis_backend, a, b, c)
     legacy = await store.dump_runtime("old")
     assert legacy.index == {} and examine("old", legacy).violations == []  # not indexed yet is not a violation
     assert examine("old", legacy).idempotency_keys is None
@@ -46,11 +53,8 @@ async def test_a_runtime_from_before_the_index_is_indexed_on_first_lookup(redis_
 
 
 async def test_a_write_to_a_runtime_from_before_the_index_builds_it_first(redis_backend):
-    store, raw = redis_backend.open(), redis_backend.client()
-    keys = KeyLayout(redis_backend.namespace).runtime("old")
     a = keyed("hook-a")
-    await store.persist_input_state("old", a)
-    await _as_stored_before_the_index(raw, keys)
+    store, _, _ = await _old_runtime(redis_backend, a)
     before = await store.dump_runtime("old")
     b = keyed("hook-a")  # the key an unindexed input holds: still found
     with pytest.raises(IdempotencyKeyConflict, match=str(a.input_id)):
@@ -92,11 +96,7 @@ async def test_old_inputs_sharing_a_key_are_reported_naming_both(redis_backend):
 
 
 async def test_index_build_refuses_inputs_that_changed_since_they_were_read(redis_backend):
-    store, raw = redis_backend.open(), redis_backend.client()
-    keys = KeyLayout(redis_backend.namespace).runtime("old")
-    a = keyed("k")
-    await store.persist_input_state("old", a)
-    await _as_stored_before_the_index(raw, keys)
+    store, _, _ = await _old_runtime(redis_backend, keyed("k"))
     (input_id, value), = await store._load_input_states("old")
     from redis_store.contract import EncodedInput
 
@@ -130,12 +130,9 @@ async def test_unreadable_rows_and_a_damaged_index_are_read_failed(redis_backend
 
 
 async def test_an_unreadable_old_row_stops_the_index_build(redis_backend):
-    store, raw = redis_backend.open(), redis_backend.client()
-    keys = KeyLayout(redis_backend.namespace).runtime("old")
     a = keyed("k")
-    await store.persist_input_state("old", a)
+    store, raw, keys = await _old_runtime(redis_backend, a)
     await raw.hset(keys.inputs, str(a.input_id), b"\xc1")
-    await _as_stored_before_the_index(raw, keys)
     with pytest.raises(ReadFailed, match=str(a.input_id)):
         await store.load_input_state_by_idempotency_key("old", "k")
     assert (await store.dump_runtime("old")).meta["layout"] == "1"
