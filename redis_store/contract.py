@@ -631,6 +631,8 @@ class RuntimeStore(abc.ABC):
         written; an unreadable input raises ``ReadFailed`` naming it."""
         rid = runtime_key(runtime_id)
         self._ensure_open(WriteFailed)
+        if await self._load_by_idempotency_key(rid, "") is not None:
+            return False  # one cheap probe: the runtime has its index (or stores no inputs)
         for _ in range(5):
             rows = await self._load_input_states(rid)
             states: list = []
