@@ -16,10 +16,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from . import breakdown, growth, plainredis, server_cost, throughput
+from . import breakdown, growth, plainredis, server_cost, sync_api, throughput
 from .harness import MachineLoad, Settings, cleanup, client_for, log, machine, server, server_cpu_seconds, source_digest
 
-FAMILIES = ("throughput", "plainredis", "server_cost", "growth", "breakdown")
+FAMILIES = ("throughput", "plainredis", "server_cost", "growth", "breakdown", "sync")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,6 +70,7 @@ async def run_all(url: str, where: str, settings: Settings, only: list[str]) -> 
             "server_cost": lambda: server_cost.run(client, settings),
             "growth": lambda: growth.run(client, settings),
             "breakdown": lambda: breakdown.run(client, settings),
+            "sync": lambda: sync_api.run(url, settings),
         }
         for name in FAMILIES:
             if name in only:
@@ -161,6 +162,7 @@ def render(out: dict[str, Any]) -> str:
         ("2. Server cost", "server_cost"),
         ("3. Growth", "growth"),
         ("4. Where one commit's time goes", "breakdown"),
+        ("5. The blocking API (redis_store.sync) against the async one", "sync"),
     ]
     for title, key in sections:
         if key not in out:
@@ -175,7 +177,8 @@ def render(out: dict[str, Any]) -> str:
                 lines.append("(c) commit/it for plainredis pairs it with commits re-measured in the same runs on "
                              f"plainredis's client ({plain['python']})")
         else:
-            lines.append({"server_cost": server_cost.report, "growth": growth.report, "breakdown": breakdown.report}[key](out[key]))
+            reports = {"server_cost": server_cost.report, "growth": growth.report, "breakdown": breakdown.report, "sync": sync_api.report}
+            lines.append(reports[key](out[key]))
     lines += ["", "== Targets (issue 3 §3) =="]
     for t in out["targets"]:
         measured = "n/a" if t["measured"] is None else f"{t['measured']:.2f}x"

@@ -7,11 +7,13 @@
 -- KEYS[5] input_order  LIST    input ids in first-stored order
 -- KEYS[6] meta         HASH    layout version; a snapshot written here moves
 --                              snapshot_receipt to snapshot_applied (this
---                              receipt) and sets snapshot_tag
+--                              receipt), drops snapshot_without_receipt and
+--                              sets snapshot_tag
 -- KEYS[7] lease        HASH    owner, token of the live lease (expires)
 -- KEYS[8] commits      HASH    commit_id -> "<fingerprint> <sequence>"
 -- KEYS[9] commit_log   ZSET    commit_id scored by server time (ms) committed
 -- KEYS[10] fence       STRING  fencing epoch: the newest lease token (never deleted)
+-- KEYS[11] idempotency HASH    "key:<key>" -> input id, "input:<input id>" -> key
 -- ARGV[1] run_id
 -- ARGV[2] sequence (decimal integer, 0 <= seq < 2^53)
 -- ARGV[3] receipt envelope (complete)
@@ -23,12 +25,15 @@
 -- ARGV[8] how long commit ids are kept, ms
 -- ARGV[9] tag of the new snapshot (random hex); "" without a snapshot
 -- ARGV[10] "" for a whole snapshot (or none), or "<base tag> <base length>
---          <offset>": a delta over the stored snapshot (see commit_boundary.lua)
+--          <offset> <receipt> <applied>": a delta over the stored snapshot
+--          (see commit_boundary.lua)
 -- ARGV[11] with a delta, the envelope's first bytes (written at 0); else ""
--- ARGV[12..] pairs: input_id, input state envelope (complete)
+-- ARGV[12..] triples: input_id, input state envelope (complete), claim
+--           ("" or "=" .. idempotency key)
 -- Reply: {sequence, 1 if the commit id had already applied it (nothing
 -- written) else 0}. Errors, raised before any write: BAD_ARGS, WRONGTYPE,
--- COMMIT_ID_REUSED, FENCED_OUT, STALE_BASE, RECEIPT_CONFLICT, CORRUPT.
+-- COMMIT_ID_REUSED, FENCED_OUT, STALE_BASE, INDEX_MISSING,
+-- IDEMPOTENCY_CONFLICT, RECEIPT_CONFLICT, CORRUPT.
 
 local seq = tonumber(ARGV[2])
 if not seq or seq < 0 or seq > MAX_SEQUENCE or seq ~= math.floor(seq) then
@@ -50,18 +55,18 @@ if corrupt then
   return redis.error_reply(corrupt)
 end
 
--- All checks passed: write.
+-- All checks passed: write, receipts first (see commit_checks).
 redis.call('HSET', KEYS[2], field, ARGV[3])
 if not last or seq > last then
   redis.call('HSET', KEYS[3], ARGV[1], int_text(seq))
 end
-upsert_inputs(KEYS[4], KEYS[5], 12, '')
+upsert_inputs(KEYS[4], KEYS[5], KEYS[11], 12, '')
 if ARGV[4] ~= '' or ARGV[10] ~= '' then
   snapshot_write(KEYS[1], ARGV[10], ARGV[4], ARGV[11])
-  redis.call('HDEL', KEYS[6], 'snapshot_receipt')
-  mark_runtime(KEYS[6], 'snapshot_applied', field, 'snapshot_tag', ARGV[9])
+  redis.call('HDEL', KEYS[6], 'snapshot_receipt', 'snapshot_without_receipt')
+  mark_runtime(KEYS[6], 12, 'snapshot_applied', field, 'snapshot_tag', ARGV[9])
 else
-  mark_runtime(KEYS[6])
+  mark_runtime(KEYS[6], 12)
 end
 remember_commit(KEYS[8], KEYS[9], ARGV[6], ARGV[7], seq, tonumber(ARGV[8]))
 return {seq, 0}

@@ -6,12 +6,14 @@
 -- KEYS[4] inputs       HASH    input_id -> input state envelope
 -- KEYS[5] input_order  LIST    input ids in first-stored order
 -- KEYS[6] meta         HASH    layout version; snapshot_receipt = field of the
---                              receipt minted with the stored snapshot;
---                              snapshot_tag = tag of the stored snapshot
+--                              receipt minted with the stored snapshot
+--                              (snapshot_applied, snapshot_without_receipt
+--                              dropped); snapshot_tag = tag of the stored snapshot
 -- KEYS[7] lease        HASH    owner, token of the live lease (expires)
 -- KEYS[8] commits      HASH    commit_id -> "<fingerprint> <sequence>"
 -- KEYS[9] commit_log   ZSET    commit_id scored by server time (ms) committed
 -- KEYS[10] fence       STRING  fencing epoch: the newest lease token (never deleted)
+-- KEYS[11] idempotency HASH    "key:<key>" -> input id, "input:<input id>" -> key
 -- ARGV[1] run_id
 -- ARGV[2] snapshot envelope, or with a delta (ARGV[9]) its bytes from the offset on
 -- ARGV[3] receipt envelope without its final sequence slot
@@ -20,15 +22,18 @@
 -- ARGV[6] fingerprint of this commit's content (with a commit id)
 -- ARGV[7] how long commit ids are kept, ms
 -- ARGV[8] tag of the new snapshot (random hex)
--- ARGV[9] "" for a whole snapshot, or "<base tag> <base length> <offset>": a
---         delta over the stored snapshot, which must carry that tag and length
+-- ARGV[9] "" for a whole snapshot, or "<base tag> <base length> <offset>
+--         <receipt> <applied>": a delta over the stored snapshot, which must
+--         carry that tag, length and meta receipt fields (lib.lua snapshot_check)
 -- ARGV[10] with a delta, the envelope's first bytes (written at 0); else ""
--- ARGV[11..] pairs: input_id, input state envelope without its final
---           last_boundary_sequence slot (last_run_id already stamped)
+-- ARGV[11..] triples: input_id, input state envelope without its final
+--           last_boundary_sequence slot (last_run_id already stamped),
+--           claim ("" or "=" .. idempotency key)
 -- Reply: {sequence, 1 if the commit id had already committed it (nothing
 -- written) else 0}. Errors, raised before any write: BAD_ARGS, WRONGTYPE,
 -- COMMIT_ID_REUSED, FENCED_OUT, STALE_BASE (the delta's base is gone),
--- CORRUPT (run_seqs entry), SEQUENCE_EXHAUSTED.
+-- INDEX_MISSING, IDEMPOTENCY_CONFLICT, CORRUPT (run_seqs entry),
+-- SEQUENCE_EXHAUSTED.
 
 local failed, earlier = commit_checks(11, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)
 if failed then
@@ -54,8 +59,8 @@ local field = ARGV[1] .. ':' .. seq_text
 redis.call('HSET', KEYS[2], field, ARGV[3] .. tail)
 snapshot_write(KEYS[1], ARGV[9], ARGV[2], ARGV[10])
 redis.call('HSET', KEYS[3], ARGV[1], seq_text)
-upsert_inputs(KEYS[4], KEYS[5], 11, tail)
-mark_runtime(KEYS[6], 'snapshot_receipt', field, 'snapshot_tag', ARGV[8])
-redis.call('HDEL', KEYS[6], 'snapshot_applied')
+upsert_inputs(KEYS[4], KEYS[5], KEYS[11], 11, tail)
+mark_runtime(KEYS[6], 11, 'snapshot_receipt', field, 'snapshot_tag', ARGV[8])
+redis.call('HDEL', KEYS[6], 'snapshot_applied', 'snapshot_without_receipt')
 remember_commit(KEYS[8], KEYS[9], ARGV[5], ARGV[6], seq, tonumber(ARGV[7]))
 return {seq, 0}

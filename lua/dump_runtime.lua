@@ -1,10 +1,11 @@
 -- dump_runtime.lua: dump_runtime; everything stored for one runtime, read in
 -- one atomic step (works on Redis Cluster, where MULTI pipelines may not).
 -- KEYS[1] state  KEYS[2] snapshot  KEYS[3] input_order  KEYS[4] inputs
--- KEYS[5] receipts  KEYS[6] run_seqs  KEYS[7] meta
+-- KEYS[5] receipts  KEYS[6] run_seqs  KEYS[7] meta  KEYS[8] idempotency
 -- ARGV: none
 -- Reply: {state, snapshot, order list, inputs flat, receipts flat,
--- run_seqs flat, meta flat}; absent strings are false. Writes nothing.
+-- run_seqs flat, meta flat, idempotency flat}; absent strings are false.
+-- Writes nothing.
 
 return {
   redis.call('GET', KEYS[1]),
@@ -14,4 +15,5 @@ return {
   redis.call('HGETALL', KEYS[5]),
   redis.call('HGETALL', KEYS[6]),
   redis.call('HGETALL', KEYS[7]),
+  redis.call('HGETALL', KEYS[8]),
 }

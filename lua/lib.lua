@@ -6,7 +6,8 @@
 local MAX_SEQUENCE = 9007199254740991
 local unpack = unpack or table.unpack
 -- Key layout version, recorded in each runtime's meta hash (redis_store/keys.py).
-local LAYOUT_VERSION = 1
+-- 2: the idempotency index exists; 1: stored by a release without it.
+local LAYOUT_VERSION = 2
 
 -- msgpack uint64 (0xcf + 8 bytes big-endian) of an integer in [0, 2^53).
 -- Completes an envelope whose prefix Python encoded (codec.seq_suffix).
@@ -39,13 +40,39 @@ local function stored_sequence(seqs_key, run_id)
   return n, nil
 end
 
--- Upsert input states given as (input_id, value) pairs in ARGV from index
--- first on, appending suffix to each value. An id seen for the first time
--- is appended to the order list, so loads return first-stored order.
-local function upsert_inputs(inputs_key, order_key, first, suffix)
-  for i = first, #ARGV, 2 do
-    if redis.call('HSET', inputs_key, ARGV[i], ARGV[i + 1] .. suffix) == 1 then
-      redis.call('RPUSH', order_key, ARGV[i])
+-- Input states come in ARGV from index first on as triples: input_id,
+-- value, claim. claim is '' when the input has no idempotency key, else '='
+-- followed by the key (Lua cannot read the key out of the msgpack value).
+
+-- The key a claim names, or nil.
+local function claimed_key(claim)
+  if claim == '' then
+    return nil
+  end
+  return string.sub(claim, 2)
+end
+
+-- Upsert the input triples from index first on, appending suffix to each
+-- value. An id seen for the first time is appended to the order list, so
+-- loads return first-stored order. The idempotency index (index_key:
+-- 'key:' .. key -> input id, 'input:' .. input id -> key) follows in the
+-- same step: an input's old key is dropped only while it still names that
+-- input, since another input of this batch may have just claimed it.
+local function upsert_inputs(inputs_key, order_key, index_key, first, suffix)
+  for i = first, #ARGV, 3 do
+    local id = ARGV[i]
+    if redis.call('HSET', inputs_key, id, ARGV[i + 1] .. suffix) == 1 then
+      redis.call('RPUSH', order_key, id)
+    end
+    local old = redis.call('HGET', index_key, 'input:' .. id)
+    local new = claimed_key(ARGV[i + 2])
+    if old and old ~= new and redis.call('HGET', index_key, 'key:' .. old) == id then
+      redis.call('HDEL', index_key, 'key:' .. old)
+    end
+    if new then
+      redis.call('HSET', index_key, 'key:' .. new, id, 'input:' .. id, new)
+    elseif old then
+      redis.call('HDEL', index_key, 'input:' .. id)
     end
   end
 end
@@ -64,21 +91,71 @@ local function wrong_type(expected)
   return nil
 end
 
--- The checks every write script starts with: ARGV from index first_pair on
--- holds (id, value) pairs, and KEYS[i] is absent or of type expected[i].
--- Returns the error text, or nil when all is well.
-local function common_checks(first_pair, expected)
-  if (#ARGV - first_pair + 1) % 2 ~= 0 then
-    return 'BAD_ARGS input ids and values must come in pairs'
+-- The checks every write script starts with: ARGV from index first on
+-- holds (id, value, claim) triples, and KEYS[i] is absent or of type
+-- expected[i]. Returns the error text, or nil when all is well.
+local function common_checks(first, expected)
+  if (#ARGV - first + 1) % 3 ~= 0 then
+    return 'BAD_ARGS input ids, values and claims must come in triples'
+  end
+  for i = first + 2, #ARGV, 3 do
+    if ARGV[i] ~= '' and string.sub(ARGV[i], 1, 1) ~= '=' then
+      return 'BAD_ARGS a claim is "" or "=" followed by the idempotency key'
+    end
   end
   return wrong_type(expected)
 end
 
+-- The error text of two inputs claiming one key. The key goes in hex: Redis
+-- turns newlines in an error reply into spaces and cuts it at a NUL.
+local function key_conflict(holder, claimant, key)
+  local hex = string.gsub(key, '.', function(c) return string.format('%02x', string.byte(c)) end)
+  return 'IDEMPOTENCY_CONFLICT ' .. holder .. ' ' .. claimant .. ' ' .. hex
+end
+
+-- Before writing input triples (from ARGV index first on): error text if the
+-- runtime was stored before the index existed (INDEX_MISSING: Python builds
+-- it, then sends the write again), or if an input claims a key that another
+-- input holds and keeps holding after this batch (key_conflict); else nil.
+local function index_error(index_key, meta_key, inputs_key, first)
+  if first > #ARGV then
+    return nil
+  end
+  if redis.call('HGET', meta_key, 'layout') == '1' and redis.call('TYPE', inputs_key)['ok'] ~= 'none' then
+    return 'INDEX_MISSING'
+  end
+  local batch, claimed = {}, {}
+  for i = first, #ARGV, 3 do
+    batch[ARGV[i]] = ARGV[i + 2]
+  end
+  for i = first, #ARGV, 3 do
+    local key = claimed_key(ARGV[i + 2])
+    if key then
+      local holder = claimed[key] or redis.call('HGET', index_key, 'key:' .. key)
+      if holder and holder ~= ARGV[i] and (batch[holder] == nil or batch[holder] == ARGV[i + 2]) then
+        return key_conflict(holder, ARGV[i], key)
+      end
+      claimed[key] = ARGV[i]
+    end
+  end
+  return nil
+end
+
 -- Every write marks its runtime in the meta hash: listing runtimes scans
 -- meta keys, and the layout version tells later releases what they read.
--- Further meta fields (field, value, ...) go in the same HSET.
-local function mark_runtime(meta_key, ...)
-  redis.call('HSET', meta_key, 'layout', LAYOUT_VERSION, ...)
+-- A runtime stored by a release before the index (layout 1) keeps its
+-- layout until a write of inputs (from ARGV index first on) has passed
+-- index_error: then its index is complete and it moves up. Further meta
+-- fields (field, value, ...) go in the same HSET where they can.
+local function mark_runtime(meta_key, first, ...)
+  if first and first <= #ARGV then
+    redis.call('HSET', meta_key, 'layout', LAYOUT_VERSION, ...)
+    return
+  end
+  redis.call('HSETNX', meta_key, 'layout', LAYOUT_VERSION)
+  if select('#', ...) > 0 then
+    redis.call('HSET', meta_key, ...)
+  end
 end
 
 -- Fencing: a write carrying a lease token ('' = no lease) goes through only
@@ -171,22 +248,23 @@ local function snapshot_write(snapshot_key, spec, value, head)
 end
 
 -- The checks commit_boundary.lua and apply_receipt.lua both start with, over
--- their shared KEYS layout (1 snapshot .. 10 fence): argument shape and key
--- types, then a commit id already used (its sequence comes back: the script
--- replies with it and writes nothing), then the fence, then the snapshot
--- delta's base (ARGV[spec_at]).
--- Only inputs, input_order (when there are inputs) and meta get a TYPE
--- check: the other keys are read with typed commands before any write
--- (run_seqs, commits, commit_log, lease, fence; the snapshot for a delta),
--- are written with SET (the snapshot), or are the first write (receipts):
--- a wrong type there fails the script before it has written anything.
+-- their shared KEYS layout (1 snapshot .. 10 fence, 11 idempotency):
+-- argument shape and key types, then a commit id already used (its sequence
+-- comes back: the script replies with it and writes nothing), then the
+-- fence, then the snapshot delta's base (ARGV[spec_at]), then the
+-- idempotency keys the inputs claim.
+-- Only meta, and with inputs the inputs, input_order and idempotency keys,
+-- get a TYPE check: the other keys are read with typed commands before any
+-- write (run_seqs, commits, commit_log, lease, fence; the snapshot for a
+-- delta), are written with SET (the snapshot), or are the first write
+-- (receipts): a wrong type there fails the script before it has written anything.
 -- Returns error text or nil, and the earlier sequence or nil.
-local function commit_checks(first_pair, token, commit_id, fingerprint, retention_ms, spec_at)
+local function commit_checks(first, token, commit_id, fingerprint, retention_ms, spec_at)
   local expected = {[6] = 'hash'}
-  if #ARGV >= first_pair then
-    expected[4], expected[5] = 'hash', 'list'
+  if #ARGV >= first then
+    expected[4], expected[5], expected[11] = 'hash', 'list', 'hash'
   end
-  local failed = common_checks(first_pair, expected)
+  local failed = common_checks(first, expected)
   if failed then
     return failed, nil
   end
@@ -194,9 +272,9 @@ local function commit_checks(first_pair, token, commit_id, fingerprint, retentio
   if reused or earlier then
     return reused, earlier
   end
-  failed = fence_error(KEYS[10], KEYS[7], token)
+  failed = fence_error(KEYS[10], KEYS[7], token) or snapshot_check(KEYS[1], KEYS[6], ARGV[spec_at])
   if failed then
     return failed, nil
   end
-  return snapshot_check(KEYS[1], KEYS[6], ARGV[spec_at]), nil
+  return index_error(KEYS[11], KEYS[6], KEYS[4], first), nil
 end

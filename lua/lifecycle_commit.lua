@@ -6,24 +6,25 @@
 -- KEYS[4] meta         HASH    layout version
 -- KEYS[5] lease        HASH    owner, token of the live lease (expires)
 -- KEYS[6] fence        STRING  fencing epoch: the newest lease token (never deleted)
+-- KEYS[7] idempotency  HASH    "key:<key>" -> input id, "input:<input id>" -> key
 -- ARGV[1] runtime state envelope, or "" to leave the runtime state as it is
 -- ARGV[2] lease token, or "" for a write without a lease
--- ARGV[3..] pairs: input_id, input state envelope (complete)
--- Reply: 1. Errors, raised before any write: BAD_ARGS, WRONGTYPE, FENCED_OUT.
+-- ARGV[3..] triples: input_id, input state envelope (complete), claim
+--           ("" or "=" .. idempotency key)
+-- Reply: 1. Errors, raised before any write: BAD_ARGS, WRONGTYPE, FENCED_OUT,
+-- INDEX_MISSING, IDEMPOTENCY_CONFLICT.
 
-local failed = common_checks(3, {'string', 'hash', 'list', 'hash', 'hash', 'string'})
+local failed = common_checks(3, {'string', 'hash', 'list', 'hash', 'hash', 'string', 'hash'})
+  or fence_error(KEYS[6], KEYS[5], ARGV[2])
+  or index_error(KEYS[7], KEYS[4], KEYS[2], 3)
 if failed then
   return redis.error_reply(failed)
-end
-local fenced = fence_error(KEYS[6], KEYS[5], ARGV[2])
-if fenced then
-  return redis.error_reply(fenced)
 end
 
 -- All checks passed: write.
 if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1])
 end
-upsert_inputs(KEYS[2], KEYS[3], 3, '')
-mark_runtime(KEYS[4])
+upsert_inputs(KEYS[2], KEYS[3], KEYS[7], 3, '')
+mark_runtime(KEYS[4], 3)
 return 1

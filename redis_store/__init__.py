@@ -12,6 +12,8 @@ from .digest import session_digest
 from .errors import (
     CommitIdReused,
     FencedOut,
+    IdempotencyKeyConflict,
+    InsideEventLoop,
     InternalError,
     InvalidSessionSnapshot,
     LeaseHeld,
@@ -53,6 +55,8 @@ __all__ = [
     "FencedOut",
     "CommitIdReused",
     "LeaseHeld",
+    "IdempotencyKeyConflict",
+    "InsideEventLoop",
     "Lease",
     "FencedStore",
     "LeaseKeeper",

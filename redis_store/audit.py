@@ -13,7 +13,11 @@ Invariants of one runtime:
   sequence counter is at least the run's largest receipt sequence (so the
   next one minted is new; pruned runs keep their counter);
 * every input's ``last_run_id``/``last_boundary_sequence`` names a receipt;
-* the snapshot's digest equals that of the receipt minted with it.
+* the snapshot's digest equals that of the receipt minted with it (a
+  snapshot stored by ``commit_session_snapshot`` belongs to no receipt);
+* the idempotency index and the inputs agree: each input's key names it,
+  every index entry names an input holding that key, no key is held twice
+  (a runtime stored before the index, layout 1, has none yet).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from . import codec
 from .contract import RawRuntime, RuntimeStore
 from .digest import inspect_session
 from .errors import InvalidSessionSnapshot
-from .keys import receipt_field
+from .keys import index_input_field, index_key_field, receipt_field
 from .types import InputState, RunBoundaryReceipt, RuntimeState
 
 
@@ -51,6 +55,9 @@ class RuntimeReport:
     snapshot_bytes: int | None = None
     snapshot_messages: int | None = None
     snapshot_digest_matches: bool | None = None  # None: no minted receipt to compare with
+    #: "minted <run>:<seq>", "applied <run>:<seq>", "no receipt", or None (no snapshot, or not recorded)
+    snapshot_owner: str | None = None
+    idempotency_keys: int | None = None  # indexed keys; None: not indexed yet (layout 1)
     violations: list[Violation] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -71,6 +78,8 @@ class RuntimeReport:
             "snapshot_bytes": self.snapshot_bytes,
             "snapshot_messages": self.snapshot_messages,
             "snapshot_digest_matches": self.snapshot_digest_matches,
+            "snapshot_owner": self.snapshot_owner,
+            "idempotency_keys": self.idempotency_keys,
             "violations": [{"invariant": v.invariant, "detail": v.detail} for v in self.violations],
         }
 
@@ -99,6 +108,7 @@ def examine(runtime: str, raw: RawRuntime) -> RuntimeReport:
     _check_inputs(raw, report, decode, violate)
     _check_receipts(raw, report, decode, violate)
     _check_stamps(report, violate)
+    _check_index(raw, report, violate)
     if raw.snapshot is not None:
         _check_snapshot(raw, report, decode, violate)
     return report
@@ -177,8 +187,13 @@ def _check_snapshot(raw: RawRuntime, report: RuntimeReport, decode, violate) -> 
         return
     report.snapshot_messages = summary.message_count
     minted = raw.meta.get("snapshot_receipt")
+    if raw.meta.get("snapshot_applied"):
+        report.snapshot_owner = f"applied {raw.meta['snapshot_applied']}"
+    elif raw.meta.get("snapshot_without_receipt"):
+        report.snapshot_owner = "no receipt"
     if minted is None:
         return
+    report.snapshot_owner = f"minted {minted}"
     run, _, sequence = minted.rpartition(":")
     receipt = next((r for r in report.receipts.get(run, []) if str(r.sequence) == sequence), None)
     if receipt is None:
@@ -194,6 +209,32 @@ def _check_snapshot(raw: RawRuntime, report: RuntimeReport, decode, violate) -> 
             f"snapshot digest {summary.conversation_digest} ({summary.message_count} messages) differs "
             f"from receipt {minted}: {receipt.conversation_digest} ({receipt.message_count})",
         )
+
+
+def _check_index(raw: RawRuntime, report: RuntimeReport, violate) -> None:
+    if raw.meta.get("layout") == "1" and raw.inputs:
+        return  # stored before the index: built on first use (RuntimeStore.ensure_index)
+    holders: dict[str, list[str]] = defaultdict(list)
+    for state in report.inputs:
+        if state.idempotency_key is not None:
+            holders[state.idempotency_key].append(str(state.input_id))
+    for key, ids in sorted(holders.items()):
+        if len(ids) > 1:
+            violate("idempotency-index", f"idempotency key {key!r} is held by inputs {', '.join(ids)}")
+        for input_id in ids:
+            if raw.index.get(index_key_field(key)) != input_id or raw.index.get(index_input_field(input_id)) != key:
+                violate("idempotency-index", f"input {input_id} holds key {key!r}, but the index does not say so")
+    keys = {state.idempotency_key: str(state.input_id) for state in report.inputs}
+    of_input = {str(state.input_id): state.idempotency_key for state in report.inputs}
+    for field_name, value in sorted(raw.index.items()):
+        kind, _, name = field_name.partition(":")
+        if kind == "key" and (name not in keys or value not in holders.get(name, [])):
+            violate("idempotency-index", f"the index names input {value} for key {name!r}, which no such input holds")
+        elif kind == "input" and of_input.get(name) != value:
+            violate("idempotency-index", f"the index says input {name} holds key {value!r}; it holds {of_input.get(name)!r}")
+        elif kind not in ("key", "input"):
+            violate("idempotency-index", f"unknown index field {field_name!r}")
+    report.idempotency_keys = sum(1 for field_name in raw.index if field_name.startswith("key:"))
 
 
 async def runtime_ids(store: RuntimeStore, page_size: int = 500):

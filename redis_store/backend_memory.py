@@ -23,8 +23,8 @@ from .contract import (
     StoreOptions,
     sequence_exhausted,
 )
-from .errors import CommitIdReused, FencedOut, LeaseHeld, ReceiptConflict
-from .keys import receipt_field
+from .errors import CommitIdReused, FencedOut, IdempotencyKeyConflict, LeaseHeld, ReceiptConflict
+from .keys import LAYOUT_VERSION, index_input_field, index_key_field, receipt_field
 from .telemetry import note_replay
 
 
@@ -35,7 +35,7 @@ def _now_ms() -> float:
 class _Runtime:
     __slots__ = (
         "state", "snapshot", "inputs", "receipts", "run_seqs", "snapshot_receipt", "snapshot_applied",
-        "epoch", "lease", "commits", "commits_at", "marked",
+        "epoch", "lease", "commits", "commits_at", "marked", "key_holder", "key_of", "snapshot_free",
     )
 
     def __init__(self) -> None:
@@ -46,15 +46,42 @@ class _Runtime:
         self.run_seqs: dict[str, int] = {}  # largest sequence per run: O(1) minting
         self.snapshot_receipt: str | None = None  # receipt minted with the stored snapshot
         self.snapshot_applied: str | None = None  # or the receipt atomic_apply stored it with
+        self.snapshot_free = False  # or none: commit_session_snapshot stored it
         self.epoch = 0  # fencing epoch: never goes back
         self.lease: tuple[str, int, float] | None = None  # owner, token, expiry (ms, monotonic)
         self.commits: dict[str, tuple[str, int, float]] = {}  # commit id -> fingerprint, sequence, time
         self.commits_at = 0.0  # when the last commit id was remembered
         self.marked = False  # anything stored (Redis: the meta key exists)
+        self.key_holder: dict[str, str] = {}  # idempotency key -> input id
+        self.key_of: dict[str, str] = {}  # input id -> its idempotency key
+
+    def check_claims(self, inputs: EncodedInputs) -> None:
+        """IdempotencyKeyConflict if an input claims a key another input
+        keeps holding after this batch (as index_error in lib.lua)."""
+        batch = {entry.input_id: entry.idempotency_key for entry in inputs}
+        for entry in inputs:
+            key = entry.idempotency_key
+            holder = None if key is None else self.key_holder.get(key)
+            if holder is not None and holder != entry.input_id and batch.get(holder, key) == key:
+                raise IdempotencyKeyConflict(key, holder, entry.input_id)
 
     def upsert(self, inputs: EncodedInputs, suffix: bytes = b"") -> None:
-        for input_id, value in inputs:
+        for input_id, value, key in inputs:
             self.inputs[input_id] = value + suffix
+            old = self.key_of.get(input_id)
+            if old is not None and old != key and self.key_holder.get(old) == input_id:
+                del self.key_holder[old]
+            if key is None:
+                self.key_of.pop(input_id, None)
+            else:
+                self.key_holder[key] = input_id
+                self.key_of[input_id] = key
+
+    def set_snapshot(self, snapshot: bytes, minted: str | None = None, applied: str | None = None) -> None:
+        """Store the snapshot and which receipt it belongs to (at most one)."""
+        self.snapshot = snapshot
+        self.snapshot_receipt, self.snapshot_applied = minted, applied
+        self.snapshot_free = minted is None and applied is None
 
     def live_lease(self) -> tuple[str, int, float] | None:
         if self.lease is not None and self.lease[2] <= _now_ms():
@@ -126,14 +153,13 @@ class InMemoryRuntimeStore(RuntimeStore):
             sequence = existing.run_seqs.get(run_id, -1) + 1
             if sequence > MAX_SEQUENCE:
                 raise sequence_exhausted(run_id)
+            existing.check_claims(inputs)
             # All checks passed: write.
             runtime = self._runtime(rid)
             suffix = seq_suffix(sequence)
-            runtime.snapshot = snapshot
+            runtime.set_snapshot(snapshot, minted=receipt_field(run_id, sequence))
             runtime.receipts[(run_id, sequence)] = receipt_prefix + suffix
             runtime.run_seqs[run_id] = sequence
-            runtime.snapshot_receipt = receipt_field(run_id, sequence)
-            runtime.snapshot_applied = None
             runtime.upsert(inputs, suffix)
             runtime.remember(commit, sequence, self.commit_id_ttl_ms)
             return sequence
@@ -154,14 +180,13 @@ class InMemoryRuntimeStore(RuntimeStore):
             if existing.earlier_commit(commit, self.commit_id_ttl_ms) is not None:
                 return
             existing.check_fence(fence)
+            existing.check_claims(inputs)
             if (run_id, sequence) in existing.receipts:
                 raise ReceiptConflict(run_id, sequence)
             # All checks passed: write.
             runtime = self._runtime(rid)
             if snapshot is not None:
-                runtime.snapshot = snapshot
-                runtime.snapshot_receipt = None
-                runtime.snapshot_applied = receipt_field(run_id, sequence)
+                runtime.set_snapshot(snapshot, applied=receipt_field(run_id, sequence))
             runtime.receipts[(run_id, sequence)] = receipt
             if sequence > runtime.run_seqs.get(run_id, -1):
                 runtime.run_seqs[run_id] = sequence
@@ -170,11 +195,24 @@ class InMemoryRuntimeStore(RuntimeStore):
 
     async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs, fence: str) -> None:
         with self._lock:
-            (self._runtimes.get(rid) or _Runtime()).check_fence(fence)
+            existing = self._runtimes.get(rid) or _Runtime()
+            existing.check_fence(fence)
+            existing.check_claims(inputs)
             runtime = self._runtime(rid)
             if state is not None:
                 runtime.state = state
             runtime.upsert(inputs)
+
+    async def _commit_snapshot(self, rid: str, snapshot: bytes, fence: str, commit: CommitTag | None) -> None:
+        with self._lock:
+            existing = self._runtimes.get(rid) or _Runtime()
+            if existing.earlier_commit(commit, self.commit_id_ttl_ms) is not None:
+                return
+            existing.check_fence(fence)
+            # All checks passed: write.
+            runtime = self._runtime(rid)
+            runtime.set_snapshot(snapshot)
+            runtime.remember(commit, 0, self.commit_id_ttl_ms)
 
     # -- leases --
 
@@ -235,6 +273,20 @@ class InMemoryRuntimeStore(RuntimeStore):
             runtime = self._runtimes.get(rid)
             return runtime.inputs.get(input_id) if runtime else None
 
+    async def _load_inputs_by_ids(self, rid: str, input_ids: list[str]) -> list[bytes | None]:
+        with self._lock:
+            runtime = self._runtimes.get(rid) or _Runtime()
+            return [runtime.inputs.get(input_id) for input_id in input_ids]
+
+    async def _load_by_idempotency_key(self, rid: str, key: str) -> tuple[str | None, bytes | None]:
+        with self._lock:
+            runtime = self._runtimes.get(rid) or _Runtime()
+            input_id = runtime.key_holder.get(key)
+            return input_id, None if input_id is None else runtime.inputs.get(input_id)
+
+    async def _build_index(self, rid: str, entries: EncodedInputs) -> bool:
+        return False  # a memory store indexes every input from the start
+
     async def _load_receipt(self, rid: str, run_id: str, sequence: int) -> bytes | None:
         with self._lock:
             runtime = self._runtimes.get(rid)
@@ -294,11 +346,15 @@ class InMemoryRuntimeStore(RuntimeStore):
     async def _dump_runtime(self, rid: str) -> RawRuntime:
         with self._lock:
             runtime = self._runtimes.get(rid) or _Runtime()
-            meta = {"layout": "1"} if runtime.marked else {}
+            meta = {"layout": str(LAYOUT_VERSION)} if runtime.marked else {}
             if runtime.snapshot_receipt is not None:
                 meta["snapshot_receipt"] = runtime.snapshot_receipt
             if runtime.snapshot_applied is not None:
                 meta["snapshot_applied"] = runtime.snapshot_applied
+            if runtime.snapshot_free and runtime.snapshot is not None:
+                meta["snapshot_without_receipt"] = "1"
+            index = {index_key_field(key): input_id for key, input_id in runtime.key_holder.items()}
+            index.update({index_input_field(input_id): key for input_id, key in runtime.key_of.items()})
             return RawRuntime(
                 state=runtime.state,
                 snapshot=runtime.snapshot,
@@ -307,6 +363,7 @@ class InMemoryRuntimeStore(RuntimeStore):
                 receipts={receipt_field(run, seq): value for (run, seq), value in runtime.receipts.items()},
                 run_seqs={run: str(seq) for run, seq in runtime.run_seqs.items()},
                 meta=meta,
+                index=index,
             )
 
     async def _fencing_epoch(self, rid: str) -> int:
@@ -330,5 +387,9 @@ class InMemoryRuntimeStore(RuntimeStore):
             runtime.run_seqs = {run: int(seq) for run, seq in raw.run_seqs.items()}
             runtime.snapshot_receipt = raw.meta.get("snapshot_receipt")
             runtime.snapshot_applied = raw.meta.get("snapshot_applied")
+            runtime.snapshot_free = "snapshot_without_receipt" in raw.meta
+            for field, value in raw.index.items():
+                kind, _, name = field.partition(":")
+                (runtime.key_holder if kind == "key" else runtime.key_of)[name] = value
             self._runtimes[rid] = runtime
             return True

@@ -48,7 +48,13 @@ _MAX_NODES = 1024
 
 
 def _flat(inputs: EncodedInputs) -> list:
-    return [part for pair in inputs for part in pair]
+    """The (input_id, value, claim) triples of the scripts' ARGV; a claim is
+    "" without an idempotency key, else "=" and the key (lib.lua)."""
+    return [
+        part
+        for input_id, value, key in inputs
+        for part in (input_id, value, "" if key is None else "=" + key)
+    ]
 
 
 def _describe(client: Any) -> str:
@@ -273,7 +279,7 @@ class RedisRuntimeStore(RuntimeStore):
             return self._write(
                 "commit_session_boundary",
                 self._scripts.commit_boundary,
-                [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
+                [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence, k.idempotency],
                 [run_id, value, receipt_prefix, *self._commit_args(fence, commit), tag, spec, head, *_flat(inputs)],
             )
 
@@ -297,7 +303,7 @@ class RedisRuntimeStore(RuntimeStore):
             return self._write(
                 "atomic_apply",
                 self._scripts.apply_receipt,
-                [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence],
+                [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence, k.idempotency],
                 [run_id, sequence, receipt, value, *self._commit_args(fence, commit), tag, spec, head, *_flat(inputs)],
             )
 
@@ -340,9 +346,29 @@ class RedisRuntimeStore(RuntimeStore):
         await self._write(
             "lifecycle_commit",
             self._scripts.lifecycle_commit,
-            [k.state, k.inputs, k.input_order, k.meta, k.lease, k.fence],
+            [k.state, k.inputs, k.input_order, k.meta, k.lease, k.fence, k.idempotency],
             [b"" if state is None else state, fence, *_flat(inputs)],
         )
+
+    async def _commit_snapshot(self, rid: str, snapshot: bytes, fence: str, commit: CommitTag | None) -> None:
+        k = self._keys.runtime(rid)
+
+        def write(value: bytes, tag: str, spec: str, head: bytes):
+            return self._write(
+                "commit_session_snapshot",
+                self._scripts.snapshot_commit,
+                [k.snapshot, k.meta, k.lease, k.commits, k.commit_log, k.fence],
+                [value, *self._commit_args(fence, commit), tag, spec, head],
+            )
+
+        await self._with_snapshot(rid, snapshot, write, lambda _: ("-", "-"))
+
+    async def _build_index(self, rid: str, entries: EncodedInputs) -> bool | None:
+        k = self._keys.runtime(rid)
+        built = int(await self._write(
+            "ensure_index", self._scripts.build_index, [k.inputs, k.meta, k.idempotency], _flat(entries)
+        ))
+        return None if built < 0 else bool(built)
 
     async def _lease_acquire(self, rid: str, owner: str, ttl_ms: int, steal: bool) -> tuple[int, int]:
         k = self._keys.runtime(rid)
@@ -403,6 +429,22 @@ class RedisRuntimeStore(RuntimeStore):
             "load_input_state", lambda: self._client.hget(self._keys.runtime(rid).inputs, input_id)
         )
 
+    async def _load_inputs_by_ids(self, rid: str, input_ids: list[str]) -> list[bytes | None]:
+        return await self._read(
+            "load_input_states_by_ids", lambda: self._client.hmget(self._keys.runtime(rid).inputs, input_ids)
+        )
+
+    async def _load_by_idempotency_key(self, rid: str, key: str) -> tuple[str | None, bytes | None] | None:
+        k = self._keys.runtime(rid)
+        reply = await self._read(
+            "load_input_state_by_idempotency_key",
+            lambda: self._scripts.input_by_key(keys=[k.idempotency, k.inputs, k.meta], args=[key], client=self._client),
+        )
+        if not reply[0]:
+            return None
+        _, input_id, value = reply
+        return (input_id.decode() if input_id else None), (value or None)
+
     async def _load_receipt(self, rid: str, run_id: str, sequence: int) -> bytes | None:
         return await self._read(
             "load_boundary_receipt",
@@ -456,10 +498,12 @@ class RedisRuntimeStore(RuntimeStore):
 
     async def _dump_runtime(self, rid: str) -> RawRuntime:
         k = self._keys.runtime(rid)
-        state, snapshot, order, inputs, receipts, run_seqs, meta = await self._read(
+        state, snapshot, order, inputs, receipts, run_seqs, meta, index = await self._read(
             "dump_runtime",
             lambda: self._scripts.dump_runtime(
-                keys=[k.state, k.snapshot, k.input_order, k.inputs, k.receipts, k.run_seqs, k.meta], args=[], client=self._client
+                keys=[k.state, k.snapshot, k.input_order, k.inputs, k.receipts, k.run_seqs, k.meta, k.idempotency],
+                args=[],
+                client=self._client,
             ),
         )
 
@@ -475,6 +519,7 @@ class RedisRuntimeStore(RuntimeStore):
             run_seqs={run: value.decode() for run, value in pairs(run_seqs).items()},
             # snapshot_tag is the Redis backend's own bookkeeping (snapshot_delta).
             meta={key: value.decode() for key, value in pairs(meta).items() if key != "snapshot_tag"},
+            index={key: value.decode() for key, value in pairs(index).items()},
         )
 
     async def _memory_usage(self, rid: str) -> int:
@@ -500,16 +545,18 @@ class RedisRuntimeStore(RuntimeStore):
         k = self._keys.runtime(rid)
         named = next(((name, raw.meta[name]) for name in SNAPSHOT_RECEIPT_FIELDS if name in raw.meta), ("", ""))
         pairs = [
-            *_flat([(input_id, raw.inputs[input_id]) for input_id in raw.input_order]),
-            *_flat(list(raw.receipts.items())),
-            *_flat(list(raw.run_seqs.items())),
+            part
+            for items in ([(i, raw.inputs[i]) for i in raw.input_order], raw.receipts.items(), raw.run_seqs.items(), raw.index.items())
+            for pair in items
+            for part in pair
         ]
         written = await self._write(
             "restore_runtime",
             self._scripts.restore_runtime,
-            [k.state, k.snapshot, k.inputs, k.input_order, k.receipts, k.run_seqs, k.meta, k.commits, k.commit_log, k.lease, k.fence],
+            [k.state, k.snapshot, k.inputs, k.input_order, k.receipts, k.run_seqs, k.meta, k.commits, k.commit_log,
+             k.lease, k.fence, k.idempotency],
             ["1" if replace else "0", epoch, raw.state or b"", raw.snapshot or b"", *named,
-             len(raw.inputs), len(raw.receipts), len(raw.run_seqs), *pairs],
+             len(raw.inputs), len(raw.receipts), len(raw.run_seqs), len(raw.index), *pairs],
             rid,
         )
         return bool(written)

@@ -97,7 +97,10 @@ async def cmd_inspect(args) -> int:
         print("snapshot      none")
     else:
         match = {True: "matches", False: "DOES NOT MATCH", None: "no minted receipt to compare"}[report.snapshot_digest_matches]
-        print(f"snapshot      {report.snapshot_bytes} bytes, {report.snapshot_messages} messages, digest {match}")
+        print(f"snapshot      {report.snapshot_bytes} bytes, {report.snapshot_messages} messages, digest {match}"
+              f" ({report.snapshot_owner or 'owner not recorded'})")
+    indexed = report.idempotency_keys
+    print(f"idempotency   {'not indexed yet (stored before the index)' if indexed is None else f'{indexed} keys indexed'}")
     print(f"\ninputs ({_plural(len(report.inputs), 'input')})")
     rows = [[s.input_id, s.current_state.value, s.attempt_count, s.last_run_id, s.last_boundary_sequence] for s in report.inputs]
     print(_table(rows, ["input id", "state", "attempts", "last run", "seq"]))

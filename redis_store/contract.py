@@ -22,6 +22,9 @@ Invariants (where meerkat's backends disagree, this contract decides):
   stored for the runtime; an update keeps its place.
 * Runtimes are isolated; a runtime id is any non-empty string.
 * Sequences are integers in [0, 2**53 - 1]: Redis's Lua numbers are doubles.
+* An idempotency key belongs to at most one input of a runtime: a write
+  giving it to a second input raises ``IdempotencyKeyConflict`` naming both,
+  and nothing is written. Each write updates the key index atomically.
 """
 
 from __future__ import annotations
@@ -35,11 +38,15 @@ from collections.abc import Iterable, Sequence
 from . import codec, jsonwire, telemetry
 from .digest import inspect_session
 from .errors import (
+    IdempotencyKeyConflict,
+    IndexMissing,
+    InternalError,
     InvalidSessionSnapshot,
     ReadFailed,
     SessionKeyMismatch,
     WriteFailed,
 )
+from .keys import index_input_field, index_key_field
 from .lease import FencedStore, Lease, ttl_ms
 from .ids import InputId, LogicalRuntimeId, RunId, SessionId
 from .types import (
@@ -53,8 +60,16 @@ from .types import (
 #: Largest receipt sequence: 2**53 - 1, the largest integer a double holds exactly.
 MAX_SEQUENCE = 2**53 - 1
 
-#: (input_id, encoded value) pairs handed to a backend.
-EncodedInputs = list[tuple[str, bytes]]
+class EncodedInput(NamedTuple):
+    """One input state handed to a backend: its id, its encoded value, and
+    the idempotency key it claims (None: none), which the backend indexes."""
+
+    input_id: str
+    value: bytes
+    idempotency_key: str | None = None
+
+
+EncodedInputs = list[EncodedInput]
 
 #: How long commit ids are remembered by default: a day.
 DEFAULT_COMMIT_ID_TTL = 24 * 3600.0
@@ -115,6 +130,9 @@ class RawRuntime:
     receipts: dict[str, bytes]  # "<run_id>:<sequence>" -> envelope
     run_seqs: dict[str, str]  # run id -> largest sequence, as stored
     meta: dict[str, str]  # "layout", "snapshot_receipt" (see keys.py)
+    #: The idempotency index as stored: "key:<key>" -> input id and
+    #: "input:<input id>" -> key (see keys.py).
+    index: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 # -- argument checks ---------------------------------------------------------
@@ -207,7 +225,7 @@ def _input_wires(name: str, states: object) -> list[dict]:
 
 def _encode_inputs(name: str, wires: list[dict], encode) -> EncodedInputs:
     try:
-        return [(wire["input_id"], encode(wire)) for wire in wires]
+        return [EncodedInput(wire["input_id"], encode(wire), wire.get("idempotency_key")) for wire in wires]
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. ints beyond 64 bits
         raise ValueError(f"{name} cannot be encoded: {exc}") from exc
 
@@ -267,10 +285,16 @@ class RuntimeStore(abc.ABC):
                 f"{self.options.max_inputs_per_call} per call (max_inputs_per_call)"
             )
         seen: set[str] = set()
+        claimed: dict[str, str] = {}
         for wire in wires:
             if wire["input_id"] in seen:
                 raise ValueError(f"{name} names input {wire['input_id']} twice; send each input once per call")
             seen.add(wire["input_id"])
+            key = wire.get("idempotency_key")
+            if key is not None:
+                if key in claimed:
+                    raise IdempotencyKeyConflict(key, claimed[key], wire["input_id"])
+                claimed[key] = wire["input_id"]
 
     def _summary(self, delta: SessionDelta):
         size = len(delta.session_snapshot)
@@ -328,9 +352,11 @@ class RuntimeStore(abc.ABC):
         snapshot = codec.encode_snapshot(session_delta.session_snapshot)
         prefix = codec.receipt_prefix(receipt.to_dict())
         inputs = _encode_inputs("input_updates", wires, codec.input_state_prefix)
-        tag = _commit_tag(commit_id, b"commit", snapshot, prefix, *(value for _, value in inputs))
+        tag = _commit_tag(commit_id, b"commit", snapshot, prefix, *(entry.value for entry in inputs))
         self._ensure_open(WriteFailed)
-        receipt.sequence = await self._commit_boundary(rid, str(run_id), snapshot, prefix, inputs, fence, tag)
+        receipt.sequence = await self._indexed(
+            rid, lambda: self._commit_boundary(rid, str(run_id), snapshot, prefix, inputs, fence, tag)
+        )
         return receipt
 
     async def atomic_apply(
@@ -367,9 +393,35 @@ class RuntimeStore(abc.ABC):
             snapshot = codec.encode_snapshot(session_delta.session_snapshot)
         encoded = codec.encode_receipt(receipt_wire)
         inputs = _encode_inputs("input_updates", wires, codec.encode_input_state)
-        tag = _commit_tag(commit_id, b"apply", snapshot, encoded, *(value for _, value in inputs))
+        tag = _commit_tag(commit_id, b"apply", snapshot, encoded, *(entry.value for entry in inputs))
         self._ensure_open(WriteFailed)
-        await self._apply(rid, str(receipt.run_id), receipt.sequence, snapshot, encoded, inputs, fence, tag)
+        await self._indexed(
+            rid, lambda: self._apply(rid, str(receipt.run_id), receipt.sequence, snapshot, encoded, inputs, fence, tag)
+        )
+
+    async def commit_session_snapshot(
+        self,
+        runtime_id: LogicalRuntimeId | str,
+        session_delta: SessionDelta,
+        *,
+        lease: Lease | None = None,
+        commit_id: str | None = None,
+    ) -> None:
+        """Store a snapshot mid-run without minting a receipt (meerkat 0.6.1).
+        It is validated as ``commit_session_boundary`` validates it (invalid:
+        ``WriteFailed``, nothing written) and replaces the stored snapshot
+        atomically; the runtime's meta records that the stored snapshot
+        belongs to no receipt, so ``check`` compares it with none and
+        ``prune_runtime`` no longer keeps the previous snapshot's receipt.
+        ``lease`` and ``commit_id`` as for ``commit_session_boundary``."""
+        rid = runtime_key(runtime_id)
+        _check("session_delta", session_delta, SessionDelta)
+        fence = _fence(rid, lease)
+        self._summary(session_delta)
+        snapshot = codec.encode_snapshot(session_delta.session_snapshot)
+        tag = _commit_tag(commit_id, b"snapshot", snapshot)
+        self._ensure_open(WriteFailed)
+        await self._commit_snapshot(rid, snapshot, fence, tag)
 
     async def persist_input_state(
         self, runtime_id: LogicalRuntimeId | str, state: InputState, *, lease: Lease | None = None
@@ -380,7 +432,7 @@ class RuntimeStore(abc.ABC):
         inputs = _encode_inputs("state", _input_wires("state", [state]), codec.encode_input_state)
         fence = _fence(rid, lease)
         self._ensure_open(WriteFailed)
-        await self._lifecycle_commit(rid, None, inputs, fence)
+        await self._indexed(rid, lambda: self._lifecycle_commit(rid, None, inputs, fence))
 
     async def persist_runtime_state(
         self, runtime_id: LogicalRuntimeId | str, state: RuntimeState, *, lease: Lease | None = None
@@ -408,7 +460,8 @@ class RuntimeStore(abc.ABC):
         inputs = _encode_inputs("input_states", wires, codec.encode_input_state)
         fence = _fence(rid, lease)
         self._ensure_open(WriteFailed)
-        await self._lifecycle_commit(rid, codec.encode_runtime_state(runtime_state), inputs, fence)
+        state = codec.encode_runtime_state(runtime_state)
+        await self._indexed(rid, lambda: self._lifecycle_commit(rid, state, inputs, fence))
 
     # ---- leases ----
 
@@ -510,6 +563,108 @@ class RuntimeStore(abc.ABC):
         value = await self._load_input_state(rid, str(input_id))
         return _decode(rid, "input state", codec.decode_input_state, value)
 
+    async def load_input_states_by_ids(
+        self, runtime_id: LogicalRuntimeId | str, input_ids: Sequence[InputId]
+    ) -> list[InputState | None]:
+        """The input states of these ids, in the order asked, ``None`` where
+        the runtime has none; one round trip. A row that cannot be read
+        fails the call with ``ReadFailed`` naming it."""
+        rid = runtime_key(runtime_id)
+        if isinstance(input_ids, (str, bytes)) or not isinstance(input_ids, Iterable):
+            raise _type_error("input_ids", "a list of InputId", input_ids)
+        ids = list(input_ids)
+        for i, input_id in enumerate(ids):
+            _check(f"input_ids[{i}]", input_id, InputId)
+        if len(ids) > self.options.max_inputs_per_call:
+            raise ValueError(
+                f"input_ids holds {len(ids)} ids; this store takes at most "
+                f"{self.options.max_inputs_per_call} per call (max_inputs_per_call)"
+            )
+        self._ensure_open(ReadFailed)
+        if not ids:
+            return []
+        values = await self._load_inputs_by_ids(rid, [str(i) for i in ids])
+        return [
+            _decode(rid, f"input state of {input_id}", codec.decode_input_state, value)
+            for input_id, value in zip(ids, values)
+        ]
+
+    async def load_input_state_by_idempotency_key(
+        self, runtime_id: LogicalRuntimeId | str, key: str
+    ) -> InputState | None:
+        """The input state that holds this idempotency key, or None; O(1),
+        through the runtime's key index (built on first use for a runtime
+        stored by an earlier release, see ``ensure_index``)."""
+        rid = runtime_key(runtime_id)
+        if not isinstance(key, str):
+            raise _type_error("key", "a str", key)
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError as exc:  # no stored input can hold it
+            raise ValueError(f"key is not valid Unicode text: {exc}") from exc
+        self._ensure_open(ReadFailed)
+        found = await self._load_by_idempotency_key(rid, key)
+        if found is None:  # a runtime from before the index
+            await self.ensure_index(rid)
+            found = await self._load_by_idempotency_key(rid, key)
+            if found is None:
+                raise InternalError(f"runtime {rid!r}: the idempotency index was built but the lookup still finds none")
+        input_id, value = found
+        if input_id is None:
+            return None
+        if value is None:
+            raise ReadFailed(f"runtime {rid!r}: the idempotency index names input {input_id} for key {key!r}, "
+                             "which has no state (redis-store check)")
+        state = _decode(rid, f"input state of {input_id}", codec.decode_input_state, value)
+        if state.idempotency_key != key or str(state.input_id) != input_id:
+            raise ReadFailed(f"runtime {rid!r}: the idempotency index names input {input_id} for key {key!r}, "
+                             f"but the state stored there is input {state.input_id} with key "
+                             f"{state.idempotency_key!r} (redis-store check)")
+        return state
+
+    async def ensure_index(self, runtime_id: LogicalRuntimeId | str) -> bool:
+        """Build the idempotency-key index of a runtime stored by a release
+        without one, atomically (one script, checked against the inputs it
+        was computed from). Lookups and input writes do it on first use;
+        ``prune_runtime`` (``redis-store prune``) does it too. True if it
+        built one, False if the runtime had it already. Two inputs already
+        holding one key raise ``IdempotencyKeyConflict`` and nothing is
+        written; an unreadable input raises ``ReadFailed`` naming it."""
+        rid = runtime_key(runtime_id)
+        self._ensure_open(WriteFailed)
+        if await self._load_by_idempotency_key(rid, "") is not None:
+            return False  # one cheap probe: the runtime has its index (or stores no inputs)
+        for _ in range(5):
+            rows = await self._load_input_states(rid)
+            states: list = []
+            unreadable: list = []
+            self._decode_rows(rid, rows, states, unreadable)
+            if unreadable:
+                raise unreadable[0]
+            entries = [
+                EncodedInput(input_id, value, state.idempotency_key)
+                for (input_id, value), state in zip(rows, states)
+            ]
+            claimed: dict[str, str] = {}
+            for entry in entries:
+                key = entry.idempotency_key
+                if key is not None and claimed.setdefault(key, entry.input_id) != entry.input_id:
+                    raise IdempotencyKeyConflict(key, claimed[key], entry.input_id)
+            built = await self._build_index(rid, entries)
+            if built is not None:
+                return built
+            # An older release's worker changed the inputs meanwhile: read them again.
+        raise WriteFailed(f"runtime {rid!r}: its inputs kept changing while the idempotency index was built; retry")
+
+    async def _indexed(self, rid: str, write):
+        """``await write()``; a runtime stored before the index gets it built
+        first (the backend refused the write before writing anything)."""
+        try:
+            return await write()
+        except IndexMissing:
+            await self.ensure_index(rid)
+            return await write()
+
     async def load_boundary_receipt(
         self, runtime_id: LogicalRuntimeId | str, run_id: RunId, sequence: int
     ) -> RunBoundaryReceipt | None:
@@ -578,6 +733,7 @@ class RuntimeStore(abc.ABC):
         if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 10_000:
             raise ValueError(f"batch must be an int in [1, 10000], got {batch!r}")
         self._ensure_open(WriteFailed)
+        await self.ensure_index(rid)  # the periodic job also upgrades runtimes stored before the index
         forgotten = 0
         while (step := await self._prune_commit_ids(rid, batch)) > 0:
             forgotten += step
@@ -631,7 +787,7 @@ class RuntimeStore(abc.ABC):
         if not isinstance(replace, bool):
             raise _type_error("replace", "a bool", replace)
         check_sequence("epoch", epoch)
-        _check_raw(rid, raw)
+        raw = dataclasses.replace(raw, index=_check_raw(rid, raw))
         self._ensure_open(WriteFailed)
         return await self._restore_runtime(rid, raw, epoch, replace)
 
@@ -671,7 +827,9 @@ class RuntimeStore(abc.ABC):
         receipt ``receipt_prefix + seq_suffix(S)`` and each input value
         ``prefix + seq_suffix(S)``; return S. Checked first, in this order:
         a known commit id (same fingerprint: return its S, write nothing;
-        else ``CommitIdReused``), the fence (``FencedOut``)."""
+        else ``CommitIdReused``), the fence (``FencedOut``), the idempotency
+        keys the inputs claim (``IdempotencyKeyConflict``; ``IndexMissing``
+        for a runtime stored before the index)."""
 
     @abc.abstractmethod
     async def _apply(
@@ -691,6 +849,12 @@ class RuntimeStore(abc.ABC):
     @abc.abstractmethod
     async def _lifecycle_commit(self, rid: str, state: bytes | None, inputs: EncodedInputs, fence: str) -> None:
         """Set the runtime state (unless None) and upsert the inputs."""
+
+    @abc.abstractmethod
+    async def _commit_snapshot(self, rid: str, snapshot: bytes, fence: str, commit: CommitTag | None) -> None:
+        """Store the snapshot and record in meta that it belongs to no
+        receipt. Checked first: a known commit id (same fingerprint: write
+        nothing; else ``CommitIdReused``), then the fence."""
 
     @abc.abstractmethod
     async def _lease_acquire(self, rid: str, owner: str, ttl_ms: int, steal: bool) -> tuple[int, int]:
@@ -716,6 +880,21 @@ class RuntimeStore(abc.ABC):
 
     @abc.abstractmethod
     async def _load_input_state(self, rid: str, input_id: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def _load_inputs_by_ids(self, rid: str, input_ids: list[str]) -> list[bytes | None]:
+        """The stored values of these ids, in order (None where absent): one round trip."""
+
+    @abc.abstractmethod
+    async def _load_by_idempotency_key(self, rid: str, key: str) -> tuple[str | None, bytes | None] | None:
+        """(input id, its stored value) the index names for key ((None, None)
+        if none), or None if the runtime has no index yet."""
+
+    @abc.abstractmethod
+    async def _build_index(self, rid: str, entries: EncodedInputs) -> bool | None:
+        """Index ``entries`` (every input of the runtime, as just read) unless
+        the runtime has its index: True if built, False if it had one, None
+        if the inputs are no longer exactly ``entries`` (nothing written)."""
 
     @abc.abstractmethod
     async def _load_receipt(self, rid: str, run_id: str, sequence: int) -> bytes | None: ...
@@ -763,11 +942,13 @@ telemetry.instrument(RuntimeStore)  # a span and metrics per public operation (t
 
 
 #: Meta fields a restored runtime may carry (keys.py): which receipt the snapshot belongs to.
-SNAPSHOT_RECEIPT_FIELDS = ("snapshot_receipt", "snapshot_applied")
+SNAPSHOT_RECEIPT_FIELDS = ("snapshot_receipt", "snapshot_applied", "snapshot_without_receipt")
 
 
-def _check_raw(rid: str, raw: RawRuntime) -> None:
-    """A ``RawRuntime`` is consistent and every value decodes (ValueError)."""
+def _check_raw(rid: str, raw: RawRuntime) -> dict[str, str]:
+    """A ``RawRuntime`` is consistent and every value decodes (ValueError).
+    Returns its idempotency index as the inputs' keys make it (``raw.index``,
+    if given, must agree)."""
     def decodes(what: str, decode, value: object) -> None:
         if not isinstance(value, bytes):
             raise ValueError(f"runtime {rid!r}: {what} must be bytes, got {type(value).__name__}")
@@ -782,8 +963,17 @@ def _check_raw(rid: str, raw: RawRuntime) -> None:
         decodes("snapshot", codec.decode_snapshot, raw.snapshot)
     if len(set(raw.input_order)) != len(raw.input_order) or set(raw.input_order) != set(raw.inputs):
         raise ValueError(f"runtime {rid!r}: input_order must name every input once")
+    index: dict[str, str] = {}
     for input_id, value in raw.inputs.items():
         decodes(f"input {input_id}", codec.decode_input_state, value)
+        key = codec.decode_input_state(value).idempotency_key
+        if key is not None:
+            holder = index.setdefault(index_key_field(key), input_id)
+            if holder != input_id:
+                raise ValueError(f"runtime {rid!r}: inputs {holder} and {input_id} both claim idempotency key {key!r}")
+            index[index_input_field(input_id)] = key
+    if raw.index and raw.index != index:
+        raise ValueError(f"runtime {rid!r}: the idempotency index does not agree with the inputs' keys")
     for field, value in raw.receipts.items():
         decodes(f"receipt {field}", codec.decode_receipt, value)
     for run, counter in raw.run_seqs.items():
@@ -793,6 +983,7 @@ def _check_raw(rid: str, raw: RawRuntime) -> None:
     named = [name for name in SNAPSHOT_RECEIPT_FIELDS if name in raw.meta]
     if extra or len(named) > 1 or (named and raw.snapshot is None):
         raise ValueError(f"runtime {rid!r}: meta may name one snapshot receipt, with a snapshot; got {sorted(raw.meta)}")
+    return index
 
 
 def _decode(rid: str, what: str, decode, value):

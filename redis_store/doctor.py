@@ -22,7 +22,7 @@ CLIENT_COMMANDS = ("evalsha", "script|load", "get", "hget", "scan", "info")  # I
 #: Commands the Lua scripts call: Redis checks the user's ACL for each.
 SCRIPT_COMMANDS = (
     "get", "set", "setrange", "strlen", "type", "incr", "del", "unlink", "pexpire", "pttl", "time",
-    "hget", "hset", "hdel", "hexists", "hgetall", "hmget",
+    "hget", "hset", "hsetnx", "hdel", "hexists", "hgetall", "hmget",
     "rpush", "lrange", "zadd", "zrem", "zrangebyscore", "zscore",
 )
 STORE_COMMANDS = tuple(dict.fromkeys(CLIENT_COMMANDS + SCRIPT_COMMANDS))
@@ -47,7 +47,7 @@ def _dryrun_args(command: str, key: str) -> list[str]:
         "time": ["TIME"],
         "set": ["SET", key, "v"],
         "pexpire": ["PEXPIRE", key, "1000"],
-        "hget": ["HGET", key, "f"], "hset": ["HSET", key, "f", "v"], "setrange": ["SETRANGE", key, "0", "v"],
+        "hget": ["HGET", key, "f"], "hset": ["HSET", key, "f", "v"], "hsetnx": ["HSETNX", key, "f", "v"], "setrange": ["SETRANGE", key, "0", "v"],
         "hdel": ["HDEL", key, "f"], "hexists": ["HEXISTS", key, "f"], "hmget": ["HMGET", key, "f"],
         "rpush": ["RPUSH", key, "v"], "lrange": ["LRANGE", key, "0", "-1"],
         "zadd": ["ZADD", key, "1", "m"], "zrem": ["ZREM", key, "m"],

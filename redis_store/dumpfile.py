@@ -16,9 +16,11 @@ A runtime line holds every value in meerkat's JSON wire form (``to_dict``):
   keep their counter, so no sequence is ever minted twice);
 * ``snapshot``: ``{"session": <the snapshot's text, byte for byte>,
   "receipt": "<run_id>:<seq>" | null, "stored_by": "commit_session_boundary"
-  | "atomic_apply"}`` (``session_base64`` instead of ``session`` for bytes
+  | "atomic_apply" | "commit_session_snapshot" (receipt null)}`` (``session_base64`` instead of ``session`` for bytes
   that are not UTF-8), or null;
-* ``fencing_epoch``: the newest lease token. The target's is never lowered.
+* ``fencing_epoch``: the newest lease token. The target's is never lowered;
+* ``idempotency_keys``: the idempotency index, key -> input id (it must
+  agree with the inputs' own keys); optional.
 
 Not in the file: commit-id memory (a commit retried after a move is a new
 commit) and leases (the target runtime starts unleased). The trailer tells
@@ -37,7 +39,7 @@ import msgpack
 from . import codec, jsonwire
 from .audit import examine
 from .contract import RawRuntime, check_sequence, runtime_key
-from .keys import receipt_field
+from .keys import LAYOUT_VERSION, index_input_field, index_key_field, receipt_field
 from .types import InputState, RunBoundaryReceipt, RuntimeState
 
 FORMAT = "redis-store-dump"
@@ -45,7 +47,8 @@ FORMAT = "redis-store-dump"
 VERSION = 1
 
 _LINE_FIELDS = ("runtime_id", "state", "inputs", "receipts", "run_counters", "snapshot", "fencing_epoch")
-_STORED_BY = {"commit_session_boundary": "snapshot_receipt", "atomic_apply": "snapshot_applied"}
+_STORED_BY = {"commit_session_boundary": "snapshot_receipt", "atomic_apply": "snapshot_applied",
+              "commit_session_snapshot": "snapshot_without_receipt"}  # the last with no receipt
 
 
 class DumpError(ValueError):
@@ -95,7 +98,7 @@ def runtime_line(runtime_id: str, raw: RawRuntime, epoch: int) -> dict[str, Any]
             snapshot = {"session": data.decode("utf-8")}
         except UnicodeDecodeError:
             snapshot = {"session_base64": base64.b64encode(data).decode("ascii")}
-        snapshot["receipt"] = None if stored_by is None else raw.meta[_STORED_BY[stored_by]]
+        snapshot["receipt"] = None if stored_by in (None, "commit_session_snapshot") else raw.meta[_STORED_BY[stored_by]]
         snapshot["stored_by"] = stored_by
     line = {
         "runtime_id": runtime_id,
@@ -106,9 +109,9 @@ def runtime_line(runtime_id: str, raw: RawRuntime, epoch: int) -> dict[str, Any]
         "run_counters": {run: int(seq) for run, seq in sorted(raw.run_seqs.items())},
         "snapshot": snapshot,
         "fencing_epoch": epoch,
+        # key -> input id; derivable from the inputs, so an import checks it against them
+        "idempotency_keys": {f[4:]: v for f, v in sorted(raw.index.items()) if f.startswith("key:")},
     }
-    # Issue 11's idempotency-key index goes here, once it exists: a field of
-    # RawRuntime, written as "idempotency_keys" and read back in parse_line.
     return line
 
 
@@ -170,7 +173,7 @@ def parse_runtime(value: dict[str, Any], number: int) -> RuntimeDump:
 
 def _parse(value: dict[str, Any]) -> RuntimeDump:
     missing = [name for name in _LINE_FIELDS if name not in value]
-    unknown = sorted(set(value) - set(_LINE_FIELDS))
+    unknown = sorted(set(value) - set(_LINE_FIELDS) - {"idempotency_keys"})
     if missing or unknown:
         raise DumpError(f"runtime line lacks {missing} or has unknown fields {unknown}")
     rid = runtime_key(value["runtime_id"])
@@ -191,11 +194,17 @@ def _parse(value: dict[str, Any]) -> RuntimeDump:
     if not isinstance(counters, dict):
         raise DumpError("run_counters must be an object")
     run_seqs = {str(run): str(check_sequence(f"run_counters[{run}]", seq)) for run, seq in counters.items()}
-    snapshot, meta = None, {"layout": "1"}
+    snapshot, meta = None, {"layout": str(LAYOUT_VERSION)}
     if value["snapshot"] is not None:
         snapshot, meta = _snapshot(value["snapshot"], meta)
+    keys = value.get("idempotency_keys", {})
+    if not isinstance(keys, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+        raise DumpError("idempotency_keys must be an object of key -> input id")
+    index = {index_key_field(k): v for k, v in keys.items()}
+    for k, v in keys.items():
+        index[index_input_field(v)] = k
     raw = RawRuntime(state=state, snapshot=snapshot, input_order=list(inputs), inputs=inputs,
-                     receipts=receipts, run_seqs=run_seqs, meta=meta)
+                     receipts=receipts, run_seqs=run_seqs, meta=meta, index=index)
     violations = examine(rid, raw).violations
     if violations:
         raise DumpError(f"runtime {rid!r} breaks the store's invariants: " + "; ".join(str(v) for v in violations))
@@ -228,6 +237,10 @@ def _snapshot(snapshot: Any, meta: dict[str, str]) -> tuple[bytes, dict[str, str
     else:
         raise DumpError("snapshot holds neither session nor session_base64")
     stored_by, receipt = snapshot.get("stored_by"), snapshot.get("receipt")
+    if stored_by == "commit_session_snapshot":
+        if receipt is not None:
+            raise DumpError("a snapshot stored by commit_session_snapshot belongs to no receipt")
+        return codec.encode_snapshot(data), {**meta, "snapshot_without_receipt": "1"}
     if (stored_by is None) != (receipt is None) or (stored_by is not None and stored_by not in _STORED_BY):
         raise DumpError(f"snapshot stored_by must be one of {sorted(_STORED_BY)} with a receipt, or both null")
     if stored_by is not None:

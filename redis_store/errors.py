@@ -117,3 +117,31 @@ class RuntimeStateTransitionError(ValueError):
         super().__init__(f"Invalid runtime state transition: {from_state} -> {to_state}")
         self.from_state = from_state
         self.to_state = to_state
+
+
+class IdempotencyKeyConflict(WriteFailed):
+    """Two different inputs of one runtime claim the same idempotency key.
+    Raised before anything of the call is written."""
+
+    def __init__(self, key: str, holder: str, claimant: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} already belongs to input {holder}; input {claimant} "
+            "cannot claim it too (nothing was written)"
+        )
+        self.key = key
+        self.holder = holder
+        self.claimant = claimant
+
+
+class InsideEventLoop(RuntimeStoreError, RuntimeError):
+    """A blocking (``redis_store.sync``) call was made from a thread running
+    an asyncio event loop, where it would block that loop (or deadlock on
+    the store's own loop). Nothing was sent: use the async API there."""
+
+    prefix = "Wrong API"
+
+
+class IndexMissing(WriteFailed):
+    """Internal: a write of input states reached a runtime stored before the
+    idempotency index existed and was refused before writing anything; the
+    store builds the index and sends the write again, so callers never see it."""

@@ -14,20 +14,33 @@ runtime's hash tag)::
     ns:rt:{tag}:commit_log   ZSET    commit_id by server time (ms); prunes commits
     ns:rt:{tag}:fence        STRING  fencing epoch = newest lease token; never
                                      deleted (delete_runtime keeps it), so tokens never repeat
-    ns:rt:{tag}:meta         HASH    layout -> key layout version (1);
+    ns:rt:{tag}:meta         HASH    layout -> key layout version (2; 1: stored
+                                     before the idempotency index existed);
                                      snapshot_receipt -> "<run_id>:<sequence>" of the
                                      receipt minted with the stored snapshot, or
                                      snapshot_applied -> that of the receipt
-                                     atomic_apply stored it with;
+                                     atomic_apply stored it with, or
+                                     snapshot_without_receipt -> "1" when
+                                     commit_session_snapshot stored it;
                                      snapshot_tag -> random tag of the stored
                                      snapshot, the base of the next delta
                                      (snapshot_delta; left out of dump_runtime)
+    ns:rt:{tag}:idempotency  HASH    the idempotency-key index: "key:<key>" -> input id,
+                                     and "input:<input id>" -> its key
 
 Every write that stores state touches ``meta``, so scanning
 ``ns:rt:{*}:meta`` lists runtimes.
 
 Values are msgpack envelopes (see ``codec``). ``run_seqs`` makes minting the
 next sequence O(1) however many receipts a run has.
+
+The ``idempotency`` index is written by the same scripts that write input
+states, in the same atomic step (they get each input's key from Python, as
+Lua cannot read the msgpack values), so it is never stale; a lookup by key
+is one HGET. Its two directions let a script clear the key an input held
+before. A runtime stored with layout 1 has inputs but no index: scripts
+that write inputs refuse it (INDEX_MISSING, before any write) until
+``RuntimeStore.ensure_index`` built it (``build_index.lua``).
 
 The hash tag is the runtime id with ``%``, ``{`` and ``}`` percent-encoded.
 The encoding is injective and brace-free, so every key of one runtime hashes
@@ -45,6 +58,9 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 from .ids import LogicalRuntimeId
+
+#: Key layout version; lua/lib.lua has the same number (LAYOUT_VERSION).
+LAYOUT_VERSION = 2
 
 _TAG_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -72,12 +88,25 @@ class RuntimeKeys(NamedTuple):
     commits: str
     commit_log: str
     fence: str
+    idempotency: str
 
 
 def receipt_field(run_id: str, sequence: int) -> str:
     """Field of a receipt in the ``receipts`` hash. The Lua scripts build the
     same text with ``run_id .. ':' .. string.format('%.0f', seq)``."""
     return f"{run_id}:{sequence}"
+
+
+def index_key_field(key: str) -> str:
+    """Field of the ``idempotency`` hash naming the input that holds ``key``
+    (lib.lua: ``'key:' .. key``)."""
+    return f"key:{key}"
+
+
+def index_input_field(input_id: str) -> str:
+    """Field of the ``idempotency`` hash holding the key of an input
+    (lib.lua: ``'input:' .. input_id``)."""
+    return f"input:{input_id}"
 
 
 def check_namespace(namespace: object) -> str:
@@ -114,6 +143,7 @@ class KeyLayout:
             commits=base + "commits",
             commit_log=base + "commit_log",
             fence=base + "fence",
+            idempotency=base + "idempotency",
         )
 
     def meta_pattern(self) -> str:

@@ -49,7 +49,8 @@ class Lease:
 class FencedStore:
     """A store view whose every write carries one lease (``store.fenced(lease)``).
 
-    Reads and everything else pass through unchanged."""
+    Reads and everything else pass through unchanged. Works over an async
+    store and over a ``redis_store.sync`` one (its writes stay blocking)."""
 
     _WRITES = frozenset(
         {
@@ -58,6 +59,7 @@ class FencedStore:
             "persist_input_state",
             "persist_runtime_state",
             "atomic_lifecycle_commit",
+            "commit_session_snapshot",
             "delete_runtime",
         }
     )
@@ -73,9 +75,9 @@ class FencedStore:
         if name not in self._WRITES:
             return attribute
 
-        async def fenced_write(*args: Any, **kwargs: Any) -> Any:
+        def fenced_write(*args: Any, **kwargs: Any) -> Any:
             kwargs.setdefault("lease", self.lease)
-            return await attribute(*args, **kwargs)
+            return attribute(*args, **kwargs)  # the coroutine, or the blocking call's result
 
         return fenced_write
 

@@ -8,12 +8,27 @@ from typing import Callable
 
 from .contract import sequence_exhausted
 from .snapshot_delta import StaleBase
-from .errors import CommitIdReused, FencedOut, InternalError, LeaseHeld, ReceiptConflict, RuntimeStoreError, WriteFailed
+from .errors import (
+    CommitIdReused,
+    FencedOut,
+    IdempotencyKeyConflict,
+    IndexMissing,
+    InternalError,
+    LeaseHeld,
+    ReceiptConflict,
+    RuntimeStoreError,
+    WriteFailed,
+)
 
 
 def _lease_held(operation: str, where: str, rid: str, detail: str) -> RuntimeStoreError:
     remaining, _, holder = detail.partition(" ")
     return LeaseHeld(rid, holder, int(remaining))
+
+
+def _key_conflict(operation: str, where: str, rid: str, detail: str) -> RuntimeStoreError:
+    holder, claimant, key = detail.split(" ")  # the key in hex: error replies lose newlines and NULs
+    return IdempotencyKeyConflict(bytes.fromhex(key).decode("utf-8", "replace"), holder, claimant)
 
 
 def _receipt_conflict(operation: str, where: str, rid: str, detail: str) -> RuntimeStoreError:
@@ -27,6 +42,9 @@ SCRIPT_ERRORS: dict[str, Callable[[str, str, str, str], RuntimeStoreError]] = {
     "COMMIT_ID_REUSED": lambda op, where, rid, detail: CommitIdReused(f"{op}: commit id {detail}"),
     "LEASE_HELD": _lease_held,
     "RECEIPT_CONFLICT": _receipt_conflict,
+    "IDEMPOTENCY_CONFLICT": _key_conflict,
+    # A runtime stored before the index: the contract builds it and sends the write again.
+    "INDEX_MISSING": lambda op, where, rid, detail: IndexMissing(f"{op}: the runtime was stored before the idempotency index"),
     "SEQUENCE_EXHAUSTED": lambda op, where, rid, detail: sequence_exhausted(detail.split()[1]),
     # The Python side built a malformed call: a bug in the store.
     "BAD_ARGS": lambda op, where, rid, detail: InternalError(f"{op}: script refused its input: BAD_ARGS {detail}"),

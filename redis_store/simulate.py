@@ -155,9 +155,18 @@ class Worker:
         await self.timed("persist_runtime_state", store.persist_runtime_state(rid, RuntimeState.INITIALIZING))
         await self.timed("atomic_lifecycle_commit", store.atomic_lifecycle_commit(rid, RuntimeState.IDLE, []))
         for turn in range(plan.turns):
-            state = InputState.new_accepted(InputId.new())
-            state.persisted_input = {"input_type": "prompt", "text": f"turn {turn}"}
-            await self.timed("persist_input_state", store.persist_input_state(rid, state))
+            # Each turn's prompt arrives as a webhook, which its sender sometimes
+            # delivers twice: the second delivery finds the input by its key.
+            key = f"webhook-{turn}"
+            for _delivery in range(2 if self.rng.random() < 0.25 else 1):
+                found = await self.timed(
+                    "load_input_state_by_idempotency_key", store.load_input_state_by_idempotency_key(rid, key)
+                )
+                if found is None:
+                    state = InputState.new_accepted(InputId.new())
+                    state.persisted_input = {"input_type": "prompt", "text": f"turn {turn}"}
+                    state.idempotency_key = key
+                    await self.timed("persist_input_state", store.persist_input_state(rid, state))
             state = _move(state, InputLifecycleState.QUEUED, "policy resolved")
             await self.timed("persist_input_state", store.persist_input_state(rid, state))
             state = _move(state, InputLifecycleState.STAGED, "run starting")
@@ -170,6 +179,8 @@ class Worker:
                 rid, session.snapshot(turn), run_id, RunApplyBoundary.RUN_START, [state.input_id], [state],
                 commit_id=f"{run_id}:start"))
             session.answer(turn)
+            await self.timed("commit_session_snapshot", store.commit_session_snapshot(  # mid-run, no receipt
+                rid, session.snapshot(turn), commit_id=f"{run_id}:mid"))
             state = _move(state, InputLifecycleState.APPLIED_PENDING_CONSUMPTION, "run checkpoint")
             receipt = await self.timed("commit_session_boundary", store.commit_session_boundary(
                 rid, session.snapshot(turn), run_id, RunApplyBoundary.RUN_CHECKPOINT, [state.input_id], [state],
@@ -279,6 +290,11 @@ async def verify_expectations(store: RuntimeStore, plan: Plan) -> list[str]:
         for state in inputs:
             if state.last_boundary_sequence != 1:
                 problems.append(f"{rid}: input {state.input_id} stamped with sequence {state.last_boundary_sequence}, expected 1")
+        by_key = await store.load_input_states_by_ids(rid, [s.input_id for s in inputs])
+        for turn in range(plan.turns):
+            found = await store.load_input_state_by_idempotency_key(rid, f"webhook-{turn}")
+            if found is None or found not in by_key:
+                problems.append(f"{rid}: no input holds idempotency key webhook-{turn}")
     return problems
 
 

@@ -1,8 +1,13 @@
 """Backends for the conformance suite: memory, fakeredis, and real Redis and
-Valkey servers started here. Every test gets its own namespace."""
+Valkey servers started here. Every test gets its own namespace.
+
+``sync-<name>`` backends run the same tests through ``redis_store.sync``:
+each store call is made, blocking, from a worker thread (as a thread-pool
+worker would) and awaited by the test, so every test body serves both APIs."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import fakeredis
@@ -10,11 +15,14 @@ import pytest
 import redis.asyncio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from redis_store import InMemoryRuntimeStore, RedisRuntimeStore
+from redis_store import InMemoryRuntimeStore, RedisRuntimeStore, StoreOptions
+from redis_store.sync import SyncRuntimeStore
 
 from servers import HOW_TO_ENABLE, REQUIRE_ENV, ServerProcess, redis_binary, servers_required, valkey_binary
 
 BACKENDS = ["memory", "fakeredis", "redis", "valkey", "cluster"]
+#: The conformance suite also runs through the blocking API on these.
+SYNC_BACKENDS = ["sync-memory", "sync-fakeredis", "sync-redis"]
 REAL = {"redis": redis_binary, "valkey": valkey_binary}
 
 
@@ -54,17 +62,49 @@ def valkey_server():
     server.stop()
 
 
+class AwaitedSync:
+    """A ``SyncRuntimeStore`` (or a fenced view of one) seen through the async
+    API: each call runs blocking in a worker thread and is awaited."""
+
+    def __init__(self, sync) -> None:
+        self.sync = sync
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self.sync, name)
+        if name == "fenced":
+            return lambda lease: AwaitedSync(attribute(lease))
+        if not callable(attribute):
+            return attribute
+
+        async def call(*args, **kwargs):
+            return await asyncio.to_thread(attribute, *args, **kwargs)
+
+        return call
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.sync.close)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.aclose()
+
+
 class Backend:
     """Opens stores that share one backend's data (several clients of one
     server, or the one memory store) under a test's own namespace."""
 
     def __init__(self, name: str, server: ServerProcess | None) -> None:
+        self.sync = name.startswith("sync-")
+        name = name.removeprefix("sync-")
         self.name = name
         self.server = server
         self.namespace = f"t{uuid.uuid4().hex[:12]}"
         self._fake_server = fakeredis.FakeServer() if name == "fakeredis" else None
         self._memory = InMemoryRuntimeStore() if name == "memory" else None
         self._opened: list = []
+        self._syncs: list[SyncRuntimeStore] = []
 
     @property
     def is_redis(self) -> bool:
@@ -80,25 +120,60 @@ class Backend:
         self._opened.append(client)
         return client
 
-    def open(self):
+    def open(self, **options):
+        """A store over this backend's data; ``options``: the StoreOptions
+        fields (on memory they apply to the one shared store)."""
+        if self._memory is not None and options:
+            self._memory.options = StoreOptions(**options)
+        if self.sync:
+            return AwaitedSync(self.open_sync(**options))
         if self._memory is not None:
             return self._memory
-        return RedisRuntimeStore(self.client(), namespace=self.namespace)
+        return RedisRuntimeStore(self.client(), namespace=self.namespace, **options)
+
+    def open_sync(self, **options) -> SyncRuntimeStore:
+        """A blocking store over this backend's data (memory: the one store)."""
+        if self._memory is not None:
+            store = SyncRuntimeStore(self._memory)
+        else:
+            store = SyncRuntimeStore(
+                lambda: RedisRuntimeStore(self._client_here(), namespace=self.namespace, close_client=True, **options)
+            )
+        self._syncs.append(store)
+        return store
+
+    def _client_here(self):
+        """A client created on the calling thread's loop, owned by its store."""
+        if self._fake_server is not None:
+            return fakeredis.FakeAsyncRedis(server=self._fake_server)
+        if self.name == "cluster":
+            return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", port) for port in self.server.ports])
+        return redis.asyncio.Redis(host="127.0.0.1", port=self.server.port)
 
     async def close(self) -> None:
+        for store in self._syncs:
+            await asyncio.to_thread(store.close)
         for client in self._opened:
             await client.aclose()
 
 
 async def _backend(request):
-    name = request.param
+    name = request.param.removeprefix("sync-")
     server = request.getfixturevalue(f"{name}_server") if name != "memory" and name != "fakeredis" else None
-    backend = Backend(name, server)
+    backend = Backend(request.param, server)
     yield backend
     await backend.close()
 
 
-backend = pytest.fixture(params=BACKENDS)(_backend)
+backend = pytest.fixture(_backend)  # parametrised by pytest_generate_tests
+
+
+def pytest_generate_tests(metafunc):
+    """``backend`` is every backend; in modules of the conformance suite
+    (``BOTH_APIS = True``) also the blocking API on ``SYNC_BACKENDS``."""
+    if "backend" in metafunc.fixturenames:
+        both = getattr(metafunc.module, "BOTH_APIS", False)
+        metafunc.parametrize("backend", BACKENDS + SYNC_BACKENDS if both else BACKENDS, indirect=True)
 
 
 @pytest.fixture

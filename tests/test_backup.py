@@ -33,9 +33,9 @@ RUNTIMES = ["rt-plain", "rt-{braces}*?[glob]", "rt-ünïcødé-🦊", "rt-leased
 
 async def populate(store) -> None:
     """Runtimes using every part of the store: minted and applied receipts,
-    snapshots of both kinds, a pruned run, input stamps, leases (epochs)."""
+    snapshots of all three kinds, idempotency keys, a pruned run, input stamps, leases (epochs)."""
     for n, rid in enumerate(RUNTIMES):
-        first = InputState.new_accepted(InputId.new())
+        first = dataclasses.replace(InputState.new_accepted(InputId.new()), idempotency_key=f"hook-{n}")
         first.persisted_input = {"input_type": "prompt", "text": f"hello {rid}", "nested": [1, 2.5, None, {"k": "v"}]}
         await store.persist_input_state(rid, first)
         old_run, run = RunId.new(), RunId.new()
@@ -47,6 +47,8 @@ async def populate(store) -> None:
             commit_id=f"c-{n}",
         )
         await store.atomic_lifecycle_commit(rid, RuntimeState.IDLE, [])
+        if n == 2:  # a snapshot mid-run, belonging to no receipt
+            await store.commit_session_snapshot(rid, SessionDelta(session_json(5)))
         if n % 2:  # a snapshot stored by atomic_apply, with a caller-minted receipt
             applied = dataclasses.replace(receipt, sequence=receipt.sequence + 5)
             await store.atomic_apply(rid, SessionDelta(session_json(4)), applied, [])
@@ -69,6 +71,7 @@ async def values(store, rid: str) -> dict:
         "inputs": await store.load_input_states(rid),
         "snapshot": await store.load_session_snapshot(rid),
         "receipts": receipts,
+        "by_key": await store.load_input_state_by_idempotency_key(rid, f"hook-{RUNTIMES.index(rid)}"),
     }
 
 
@@ -76,6 +79,7 @@ async def same_runtimes(a, b) -> None:
     for rid in RUNTIMES:
         assert await b.dump_runtime(rid) == await a.dump_runtime(rid), rid
         assert await values(b, rid) == await values(a, rid), rid
+        assert (await values(b, rid))["by_key"] is not None  # the index came along
         assert await b.fencing_epoch(rid) >= await a.fencing_epoch(rid)
     assert sorted([rid async for rid in runtime_ids(b)]) == sorted(RUNTIMES)
 

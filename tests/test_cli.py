@@ -109,9 +109,11 @@ def test_runtimes_inspect_and_check_on_a_real_server(capsys, seeded):
     code, out = run_cli(capsys, "inspect", seeded, "beta{1}")
     assert code == 0
     assert "digest matches" in out and "receipts (1 receipt in 1 run, oldest run first)" in out and "inputs (2 inputs)" in out
+    assert "idempotency   0 keys indexed" in out
     code, out = run_cli(capsys, "inspect", seeded, "alpha", "--json")
     report = json.loads(out)
     assert report["snapshot_digest_matches"] is True and report["stored_bytes"] > 0
+    assert report["snapshot_owner"].startswith("minted ") and report["idempotency_keys"] == 0
     assert [i["last_boundary_sequence"] for i in report["inputs"]] == [None, 0]
     code, out = run_cli(capsys, "check", seeded)
     assert code == 0 and "checked 2 runtimes: 0 violations" in out
@@ -163,6 +165,7 @@ def _corrupt(url: str, how) -> None:
         ("input-order", lambda c, k: c.rpush(k.input_order, b"019a2b3c-0000-7000-8000-000000000009")),
         ("input-stamp", lambda c, k: c.delete(k.receipts)),
         ("snapshot-digest", lambda c, k: c.set(k.snapshot, msgpack.packb([1, session_json(3)]))),
+        ("idempotency-index", lambda c, k: c.hset(k.idempotency, "key:ghost", b"019a2b3c-0000-7000-8000-000000000009")),
     ],
 )
 def test_check_reports_each_violation_precisely(capsys, seeded, invariant, damage):

@@ -10,6 +10,9 @@ import pytest
 
 from redis_store import (
     MAX_SEQUENCE,
+    CommitIdReused,
+    FencedOut,
+    IdempotencyKeyConflict,
     InputId,
     InputLifecycleState,
     InputState,
@@ -26,6 +29,8 @@ from redis_store import (
     session_digest,
 )
 from sessions import EMPTY_DIGEST, session_json
+
+BOTH_APIS = True  # also through redis_store.sync (conftest.SYNC_BACKENDS)
 
 
 def make_receipt(run_id: RunId, seq: int, **changes) -> RunBoundaryReceipt:
@@ -456,9 +461,207 @@ async def test_dump_runtime_shows_everything_stored(store):
     assert set(raw.inputs) == set(raw.input_order)
     assert set(raw.receipts) == {f"{run_id}:0", f"{run_id}:4"}
     assert raw.run_seqs == {str(run_id): "4"}
-    assert raw.meta == {"layout": "1", "snapshot_receipt": f"{run_id}:{receipt.sequence}"}
+    assert raw.meta == {"layout": "2", "snapshot_receipt": f"{run_id}:{receipt.sequence}"}
     assert raw.state is not None and raw.snapshot is not None
     await store.atomic_apply("rt", delta(2), make_receipt(run_id, 5), [])
-    assert (await store.dump_runtime("rt")).meta == {"layout": "1", "snapshot_applied": f"{run_id}:5"}  # not minted
+    assert (await store.dump_runtime("rt")).meta == {"layout": "2", "snapshot_applied": f"{run_id}:5"}  # not minted
     empty = await store.dump_runtime("nothing-here")
     assert (empty.inputs, empty.receipts, empty.meta, empty.state) == ({}, {}, {}, None)
+
+
+# -- commit_session_snapshot (meerkat 0.6.1): a snapshot without a receipt ----------------
+
+def _check(raw):
+    from redis_store.audit import examine
+
+    report = examine("rt", raw)
+    assert report.violations == []
+    return report
+
+
+async def test_snapshot_commit_stores_the_snapshot_and_mints_nothing(store):
+    run_id = RunId.new()
+    receipt = await commit(store, "rt", run_id, turns=1)
+    before = await store.dump_runtime("rt")
+    mid_run = session_json(2)
+    assert await store.commit_session_snapshot("rt", SessionDelta(mid_run)) is None
+    assert await store.load_session_snapshot("rt") == mid_run
+    raw = await store.dump_runtime("rt")
+    assert raw.receipts == before.receipts and raw.run_seqs == before.run_seqs  # no receipt minted
+    assert raw.meta == {"layout": "2", "snapshot_without_receipt": "1"}
+    report = _check(raw)
+    assert (report.snapshot_owner, report.snapshot_digest_matches, report.snapshot_messages) == ("no receipt", None, 9)
+    # The next boundary mints the next sequence and owns the snapshot again.
+    after = await commit(store, "rt", run_id, turns=3)
+    assert after.sequence == receipt.sequence + 1
+    raw = await store.dump_runtime("rt")
+    assert raw.meta == {"layout": "2", "snapshot_receipt": f"{run_id}:{after.sequence}"}
+    assert _check(raw).snapshot_digest_matches is True
+    await store.commit_session_snapshot("rt", SessionDelta(mid_run))
+    await store.atomic_apply("rt", delta(1), make_receipt(run_id, 9), [])
+    assert (await store.dump_runtime("rt")).meta == {"layout": "2", "snapshot_applied": f"{run_id}:9"}
+    await store.commit_session_snapshot("rt", SessionDelta(mid_run))
+    await store.atomic_apply("rt", None, make_receipt(run_id, 10), [])  # no snapshot: the snapshot stays receipt-less
+    assert (await store.dump_runtime("rt")).meta == {"layout": "2", "snapshot_without_receipt": "1"}
+    assert await store.load_session_snapshot("rt") == mid_run
+
+
+async def test_snapshot_commit_on_a_fresh_runtime_and_pruning_keeps_no_receipt_for_it(store):
+    fresh = delta(1)
+    await store.commit_session_snapshot("fresh", fresh)
+    from redis_store.audit import runtime_ids
+
+    assert "fresh" in [rid async for rid in runtime_ids(store)]
+    assert await store.load_session_snapshot("fresh") == fresh.session_snapshot
+    old, new = RunId.new(), RunId.new()
+    await commit(store, "rt", old, turns=1)
+    await commit(store, "rt", new, turns=2)
+    await store.atomic_apply("rt", delta(2), make_receipt(old, 5), [])  # the snapshot pins old:5
+    await store.commit_session_snapshot("rt", delta(3))  # and no longer does
+    report = await store.prune_runtime("rt", keep_runs=1)
+    assert report.receipts_removed == 2
+    assert await store.load_boundary_receipt("rt", old, 5) is None
+    assert await store.load_boundary_receipt("rt", new, 0) is not None
+    _check(await store.dump_runtime("rt"))
+
+
+async def test_snapshot_commit_refuses_an_invalid_snapshot_and_bad_arguments(store):
+    with pytest.raises(WriteFailed, match="not a meerkat Session"):
+        await store.commit_session_snapshot("rt", SessionDelta(b"session-data"))
+    for expected, call in [
+        (TypeError, lambda: store.commit_session_snapshot("rt", b"{}")),
+        (TypeError, lambda: store.commit_session_snapshot(1, delta())),
+        (ValueError, lambda: store.commit_session_snapshot("", delta())),
+        (ValueError, lambda: store.commit_session_snapshot("rt", delta(), commit_id="a b")),
+        (TypeError, lambda: store.commit_session_snapshot("rt", delta(), commit_id=7)),
+        (TypeError, lambda: store.commit_session_snapshot("rt", delta(), lease="token")),
+    ]:
+        with pytest.raises(expected):
+            await call()
+    await assert_untouched(store, "rt")
+    assert (await store.dump_runtime("rt")).meta == {}
+
+
+async def test_snapshot_commit_is_fenced_and_idempotent(store):
+    lease = await store.acquire_lease("rt", "w1", ttl=30)
+    first, second = delta(1), delta(2)
+    await store.fenced(lease).commit_session_snapshot("rt", first, commit_id="snap-1")
+    await store.commit_session_snapshot("rt", second, lease=lease, commit_id="snap-2")
+    # A retry of snap-1 (its reply was lost) writes nothing: the newer snapshot stays.
+    await store.commit_session_snapshot("rt", first, lease=lease, commit_id="snap-1")
+    assert await store.load_session_snapshot("rt") == second.session_snapshot
+    with pytest.raises(CommitIdReused):
+        await store.commit_session_snapshot("rt", delta(3), commit_id="snap-1")
+    run_id = RunId.new()
+    with pytest.raises(CommitIdReused):  # one commit-id space for every kind of commit
+        await store.commit_session_boundary("rt", first, run_id, RunApplyBoundary.RUN_START, [], [], commit_id="snap-1")
+    await store.steal_lease("rt", "w2", ttl=30)
+    with pytest.raises(FencedOut):
+        await store.commit_session_snapshot("rt", delta(4), lease=lease)
+    assert await store.load_session_snapshot("rt") == second.session_snapshot
+
+
+# -- load_input_states_by_ids -------------------------------------------------------------
+
+async def test_inputs_load_by_ids_in_the_order_asked(store):
+    a, b, c = (InputState.new_accepted(InputId.new()) for _ in range(3))
+    await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [a, b, c])
+    ghost = InputId.new()
+    got = await store.load_input_states_by_ids("rt", [c.input_id, ghost, a.input_id, c.input_id])
+    assert got == [c, None, a, c]
+    assert await store.load_input_states_by_ids("rt", []) == []
+    assert await store.load_input_states_by_ids("elsewhere", (a.input_id,)) == [None]
+    for expected, bad in [(TypeError, str(a.input_id)), (TypeError, [str(a.input_id)]), (TypeError, None), (TypeError, [a.input_id, 1])]:
+        with pytest.raises(expected):
+            await store.load_input_states_by_ids("rt", bad)
+    with pytest.raises(ValueError):
+        await store.load_input_states_by_ids("", [a.input_id])
+
+
+# -- idempotency keys: an index kept by the same atomic writes ----------------------------
+
+def keyed(key: str | None, input_id: InputId | None = None) -> InputState:
+    return dataclasses.replace(InputState.new_accepted(input_id or InputId.new()), idempotency_key=key)
+
+
+async def test_inputs_are_found_by_idempotency_key_through_every_write(store):
+    a, b, c = keyed("hook-a"), keyed("hook-b"), keyed(None)
+    await store.persist_input_state("rt", a)
+    receipt = await commit(store, "rt", RunId.new(), [b])
+    await store.atomic_apply("rt", None, make_receipt(RunId.new(), 0), [c])
+    assert await store.load_input_state_by_idempotency_key("rt", "hook-a") == a
+    found = await store.load_input_state_by_idempotency_key("rt", "hook-b")
+    assert (found.input_id, found.last_boundary_sequence) == (b.input_id, receipt.sequence)  # as stored, stamped
+    assert await store.load_input_state_by_idempotency_key("rt", "nobody") is None
+    assert await store.load_input_state_by_idempotency_key("other", "hook-a") is None  # per runtime
+    # A changed key moves in the same step; a cleared one is gone.
+    moved = keyed("hook-a2", a.input_id)
+    await store.atomic_lifecycle_commit("rt", RuntimeState.RUNNING, [moved, keyed(None, b.input_id)])
+    assert await store.load_input_state_by_idempotency_key("rt", "hook-a") is None
+    assert await store.load_input_state_by_idempotency_key("rt", "hook-a2") == moved
+    assert await store.load_input_state_by_idempotency_key("rt", "hook-b") is None
+    # Freed keys can be claimed by another input; any text is a key.
+    for key in ("hook-a", "", "a b:{c}", "Zürich 🦜"):
+        await store.persist_input_state("rt", keyed(key))
+        assert (await store.load_input_state_by_idempotency_key("rt", key)).idempotency_key == key
+    _check(await store.dump_runtime("rt"))
+    with pytest.raises(TypeError):
+        await store.load_input_state_by_idempotency_key("rt", b"hook-a")
+    with pytest.raises(ValueError):
+        await store.load_input_state_by_idempotency_key("", "hook-a")
+    with pytest.raises(ValueError):
+        await store.load_input_state_by_idempotency_key("rt", "\ud800")
+    with pytest.raises(ValueError):  # nor can an input store it
+        await store.persist_input_state("rt", keyed("\ud800"))
+
+
+async def test_two_inputs_claiming_one_key_are_refused_naming_both(store):
+    a = keyed("webhook-7")
+    await store.persist_input_state("rt", a)
+    before = await store.dump_runtime("rt")
+    b = keyed("webhook-7")
+    run_id = RunId.new()
+    for call in [
+        lambda: store.persist_input_state("rt", b),
+        lambda: store.atomic_lifecycle_commit("rt", RuntimeState.RUNNING, [keyed(None), b]),
+        lambda: store.commit_session_boundary("rt", delta(1), run_id, RunApplyBoundary.RUN_START, [], [b]),
+        lambda: store.atomic_apply("rt", delta(1), make_receipt(run_id, 0), [b]),
+    ]:
+        with pytest.raises(IdempotencyKeyConflict) as caught:
+            await call()
+        error = caught.value
+        assert (error.key, error.holder, error.claimant) == ("webhook-7", str(a.input_id), str(b.input_id))
+        assert str(a.input_id) in str(error) and str(b.input_id) in str(error)
+    with pytest.raises(IdempotencyKeyConflict):  # two in one batch: refused before anything is sent
+        await store.atomic_lifecycle_commit("rt", RuntimeState.RUNNING, [keyed("k2"), keyed("k2")])
+    assert await store.dump_runtime("rt") == before  # nothing of any of them was written
+    assert await store.load_runtime_state("rt") is None
+    # Handing a key over in one batch is no conflict: a gives it up as b takes it.
+    await store.atomic_lifecycle_commit("rt", RuntimeState.RUNNING, [b, keyed("webhook-8", a.input_id)])
+    assert (await store.load_input_state_by_idempotency_key("rt", "webhook-7")).input_id == b.input_id
+    assert (await store.load_input_state_by_idempotency_key("rt", "webhook-8")).input_id == a.input_id
+    await store.persist_input_state("rt", b)  # the holder writing itself again is fine
+    _check(await store.dump_runtime("rt"))
+
+
+async def test_delete_and_prune_know_the_index(store):
+    a = keyed("hook")
+    await commit(store, "rt", RunId.new(), [a])
+    await commit(store, "rt", RunId.new(), [])
+    await store.prune_runtime("rt", keep_runs=0)
+    assert (await store.load_input_state_by_idempotency_key("rt", "hook")).input_id == a.input_id
+    assert await store.delete_runtime("rt")
+    assert await store.load_input_state_by_idempotency_key("rt", "hook") is None
+    assert (await store.dump_runtime("rt")).index == {}
+    await store.persist_input_state("rt", keyed("hook"))  # the key is free again
+
+
+@pytest.mark.parametrize("key", ["", "a\nb", "a\r\nb", "x\x00y", "key:input:1", " spaced  out ", "名前 🦜"])
+async def test_a_conflict_names_any_key_exactly(store, key):
+    a, b = keyed(key), keyed(key)
+    await store.persist_input_state("rt", a)
+    with pytest.raises(IdempotencyKeyConflict) as caught:
+        await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [b])
+    assert (caught.value.key, caught.value.holder, caught.value.claimant) == (key, str(a.input_id), str(b.input_id))
+    assert await store.load_input_state_by_idempotency_key("rt", key) == a
+    assert await store.load_input_states("rt") == [a]

@@ -18,9 +18,10 @@ from redis_store import (
     WriteFailed,
 )
 from redis_store.audit import runtime_ids
-from redis_store.contract import StoreOptions
 from sessions import session_json
 from test_conformance import make_receipt
+
+BOTH_APIS = True  # also through redis_store.sync (conftest.SYNC_BACKENDS)
 
 
 async def test_retried_commit_returns_the_first_receipt_and_writes_nothing(store):
@@ -61,8 +62,7 @@ async def test_retried_apply_is_quiet_instead_of_a_receipt_conflict(store):
 
 
 async def test_commit_ids_are_kept_for_a_bounded_time(backend):
-    store = backend.open()
-    store.options = StoreOptions(commit_id_ttl=0.2)  # as the constructor's commit_id_ttl=0.2 would
+    store = backend.open(commit_id_ttl=0.2)
     run_id = RunId.new()
     args = ("rt", SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [])
     assert (await store.commit_session_boundary(*args, commit_id="short")).sequence == 0

@@ -24,6 +24,8 @@ from redis_store import (
 from sessions import session_json
 from test_conformance import delta, make_receipt
 
+BOTH_APIS = True  # also through redis_store.sync (conftest.SYNC_BACKENDS)
+
 
 def every_write(store, rid, **kw):
     """One call of each write method (fresh ids each time)."""

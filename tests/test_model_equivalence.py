@@ -35,11 +35,13 @@ T0 = Timestamp.parse("2025-10-09T08:53:20.123456789Z")
 SNAPSHOTS = [session_json(n, "019a2b3c-4d5e-7f60-8a9b-0c1d2e3f4a5b").decode() for n in range(3)]
 
 rid = st.sampled_from(RUNTIMES)
+KEYS = [None, "k0", "k1"]  # idempotency keys: few, so inputs meet, hand them over and conflict
 input_state = st.builds(
-    lambda i, s, n: _state(i, s, n),
+    lambda i, s, n, k: _state(i, s, n, k),
     st.integers(0, len(INPUT_IDS) - 1),
     st.sampled_from(list(InputLifecycleState)),
     st.integers(0, 3),
+    st.sampled_from(KEYS),
 )
 inputs = st.lists(input_state, max_size=3)
 snapshot = st.one_of(st.sampled_from(SNAPSHOTS), st.just("not a session"))
@@ -55,12 +57,16 @@ operations = st.one_of(
     st.tuples(st.just("load_receipt"), rid, st.integers(0, 1), st.integers(0, 4)),
     st.tuples(st.just("load_snapshot"), rid),
     st.tuples(st.just("load_runtime"), rid),
+    st.tuples(st.just("snapshot"), rid, snapshot),
+    st.tuples(st.just("load_by_key"), rid, st.sampled_from(KEYS[1:])),
+    st.tuples(st.just("load_by_ids"), rid, st.lists(st.integers(0, len(INPUT_IDS) - 1), max_size=3)),
+    st.tuples(st.just("meta_and_index"), rid),
 )
 
 
-def _state(index: int, lifecycle: InputLifecycleState, attempts: int) -> InputState:
+def _state(index: int, lifecycle: InputLifecycleState, attempts: int, key: str | None = None) -> InputState:
     state = InputState.new_accepted(INPUT_IDS[index])
-    state.current_state, state.attempt_count = lifecycle, attempts
+    state.current_state, state.attempt_count, state.idempotency_key = lifecycle, attempts, key
     state.created_at = state.updated_at = T0
     return state
 
@@ -92,6 +98,15 @@ async def _run(store, op):
         return await store.load_boundary_receipt(runtime, RUN_IDS[rest[0]], rest[1])
     if name == "load_snapshot":
         return await store.load_session_snapshot(runtime)
+    if name == "snapshot":
+        return await store.commit_session_snapshot(runtime, SessionDelta(rest[0].encode()))
+    if name == "load_by_key":
+        return await store.load_input_state_by_idempotency_key(runtime, rest[0])
+    if name == "load_by_ids":
+        return await store.load_input_states_by_ids(runtime, [INPUT_IDS[i] for i in rest[0]])
+    if name == "meta_and_index":
+        raw = await store.dump_runtime(runtime)
+        return raw.meta, raw.index
     return await store.load_runtime_state(runtime)
 
 

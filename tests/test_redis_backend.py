@@ -4,6 +4,7 @@ error mapping, and values written by something else."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -37,7 +38,8 @@ from test_conformance import TRICKY_IDS, commit, make_receipt
 
 async def _all_writes(store, rid):
     """Every script, fenced and with commit ids where they take them."""
-    run_id, state = RunId.new(), InputState.new_accepted(InputId.new())
+    run_id = RunId.new()
+    state = dataclasses.replace(InputState.new_accepted(InputId.new()), idempotency_key="webhook-1")
     lease = await store.acquire_lease(rid, "worker-1", 30)
     await store.commit_session_boundary(
         rid, SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [state], lease=lease, commit_id="c-1"
@@ -46,6 +48,9 @@ async def _all_writes(store, rid):
     assert await store.current_lease(rid) is not None
     await store.dump_runtime(rid)
     await store.atomic_apply(rid, SessionDelta(session_json(1)), make_receipt(run_id, 5), [state])
+    await store.commit_session_snapshot(rid, SessionDelta(session_json(2)), lease=lease, commit_id="s-1")
+    assert await store.load_input_state_by_idempotency_key(rid, "webhook-1") is not None
+    assert await store.load_input_states_by_ids(rid, [state.input_id]) != [None]
     await store.atomic_lifecycle_commit(rid, RuntimeState.RUNNING, [state])
     await store.persist_input_state(rid, state)
     await store.persist_runtime_state(rid, RuntimeState.IDLE)
@@ -121,7 +126,7 @@ def test_scripts_are_plain_lua_and_touch_only_their_keys():
         # Every key a command names comes from KEYS (or a lib parameter
         # holding a KEYS entry): no key names are built inside Lua.
         for key in re.findall(r"redis\.call\('\w+',\s*([^,)]+)", code):
-            assert key.startswith("KEYS[") or key in ("inputs_key", "order_key", "seqs_key", "meta_key", "lease_key", "commits_key", "log_key", "fence_key", "snapshot_key", "unpack(KEYS"), (name, key)
+            assert key.startswith("KEYS[") or key in ("inputs_key", "order_key", "seqs_key", "meta_key", "lease_key", "commits_key", "log_key", "fence_key", "snapshot_key", "index_key", "unpack(KEYS"), (name, key)
 
 
 async def test_foreign_value_of_wrong_type_fails_before_any_write(redis_backend):
@@ -201,8 +206,14 @@ async def test_corrupt_sequence_counter_refuses_every_write(redis_backend, count
 
 async def test_script_refuses_malformed_arguments(redis_backend):
     store = redis_backend.open()
-    with pytest.raises(InternalError, match="pairs"):
-        await store._lifecycle_commit("rt", None, [("only-an-id",)], "")  # a bug in the caller, not user input
+    k = store._keys.runtime("rt")
+    keys = [k.state, k.inputs, k.input_order, k.meta, k.lease, k.fence, k.idempotency]
+    for args, why in (
+        (["", "", "only-an-id", b"v"], "triples"),  # a bug in the caller, not user input
+        (["", "", "an-id", b"v", "key-without-its-marker"], "claim"),
+    ):
+        with pytest.raises(InternalError, match=why):
+            await store._write("lifecycle_commit", store._scripts.lifecycle_commit, keys, args)
     assert await store.load_input_states("rt") == []
 
 

@@ -5,6 +5,7 @@ keeps whatever is still pointed at."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -13,19 +14,25 @@ from redis_store.audit import examine
 from redis_store.contract import StoreOptions
 from sessions import session_json
 
+BOTH_APIS = True  # also through redis_store.sync (conftest.SYNC_BACKENDS)
+
 
 async def test_old_commit_ids_are_forgotten_in_batches(backend):
-    store = backend.open()
-    store.options = StoreOptions(commit_id_ttl=0.5)
+    store = backend.open(commit_id_ttl=1.0)
     run_id, snapshot = RunId.new(), SessionDelta(session_json(1))
     for n in range(7):
         await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [], commit_id=f"c{n}")
+    last_old = time.monotonic()  # c0..c6 were remembered (server clock) before this
     report = await store.prune_runtime("rt")
     assert report.commit_ids_forgotten == 0  # all still within the retention
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(last_old + 0.7 - time.monotonic())
     # The runtime keeps committing, so its commit-id keys never expire as a whole:
     await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [], commit_id="c7")
-    await asyncio.sleep(0.3)  # c0..c6 are now past the retention, c7 is not
+    # Timed from when the commits finished, not from when they started, so a
+    # slow commit (a loaded machine, the sync API's thread hop) cannot shift
+    # the windows: c0..c6 are now past the retention; c7 is 0.7 s younger and
+    # stays remembered for the prune steps and the retry below.
+    await asyncio.sleep(last_old + 1.05 - time.monotonic())
     report = await store.prune_runtime("rt", batch=3)  # three script calls of at most 3
     assert (report.commit_ids_forgotten, report.receipts_removed) == (7, 0)
     assert await store.prune_runtime("rt") == type(report)(0, 0)

@@ -15,6 +15,7 @@ fixed): they stay as regression tests.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -65,7 +66,7 @@ WORKER_CLIENT_COMMANDS = ("evalsha", "script|load", "get", "hget", "scan", "info
 #: command (and key) a script calls, so the user needs these too.
 WORKER_SCRIPT_COMMANDS = (
     "get", "set", "setrange", "strlen", "type", "incr", "del", "unlink", "pexpire", "pttl", "time",
-    "hget", "hset", "hdel", "hexists", "hgetall", "hmget",
+    "hget", "hset", "hsetnx", "hdel", "hexists", "hgetall", "hmget",
     "rpush", "lrange",
     "zadd", "zrem", "zrangebyscore", "zscore",
 )
@@ -220,6 +221,12 @@ async def exercise_every_method(store, rid: str, expire_commit_id=None) -> None:
         await runtime.atomic_apply(rid, None, applied, [])
     await runtime.atomic_lifecycle_commit(rid, RuntimeState.IDLE, await store.load_input_states(rid))
     assert (await store.load_input_state(rid, first.input_id)).input_id == first.input_id
+    keyed = dataclasses.replace(InputState.new_accepted(InputId.new()), idempotency_key=f"hook-{rid}")
+    await runtime.persist_input_state(rid, keyed)
+    assert await store.load_input_state_by_idempotency_key(rid, f"hook-{rid}") == keyed
+    assert await store.load_input_states_by_ids(rid, [keyed.input_id, InputId.new()]) == [keyed, None]
+    assert await store.ensure_index(rid) is False
+    await runtime.commit_session_snapshot(rid, last_delta, commit_id="snapshot-0")
     assert await store.load_boundary_receipt(rid, run, receipt.sequence) == receipt
     assert await store.load_boundary_receipt(rid, applied.run_id, 0) == applied
     assert await store.load_session_snapshot(rid) == last_delta.session_snapshot
@@ -232,7 +239,7 @@ async def exercise_every_method(store, rid: str, expire_commit_id=None) -> None:
             break
     assert rid in listed
     raw = await store.dump_runtime(rid)
-    assert len(raw.receipts) == 3 and len(raw.inputs) == 1
+    assert len(raw.receipts) == 3 and len(raw.inputs) == 2
     assert await store.release_lease(lease)
     stolen = await store.steal_lease(rid, "operator", 30)
     assert stolen.token > lease.token
@@ -622,6 +629,10 @@ async def _every_call_fails(store, rid: str) -> None:
         "load_runtime_state": lambda: store.load_runtime_state(rid),
         "dump_runtime": lambda: store.dump_runtime(rid),
         "delete_runtime": lambda: store.delete_runtime(rid),
+        "commit_session_snapshot": lambda: store.commit_session_snapshot(rid, SessionDelta(session_json(1))),
+        "load_input_states_by_ids": lambda: store.load_input_states_by_ids(rid, [state.input_id]),
+        "load_input_state_by_idempotency_key": lambda: store.load_input_state_by_idempotency_key(rid, "hook"),
+        "ensure_index": lambda: store.ensure_index(rid),
     }
     for name, call in calls.items():
         with pytest.raises(RuntimeStoreError) as caught:
