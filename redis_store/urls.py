@@ -38,6 +38,7 @@ STORE_OPTIONS = {
     "commit_id_ttl": float,
     "max_snapshot_bytes": int,
     "max_inputs_per_call": int,
+    "digest_cache_bytes": int,
     "wait_replicas": int,
     "wait_timeout": float,
     "guard": str,
