@@ -44,6 +44,7 @@ from .lease import FencedStore, Lease, ttl_ms
 from .ids import InputId, LogicalRuntimeId, RunId, SessionId
 from .types import (
     InputState,
+    surely_storable,
     RunApplyBoundary,
     RunBoundaryReceipt,
     RuntimeState,
@@ -176,6 +177,8 @@ def _storable_wire(name: str, value: object, cls: type) -> dict:
     uuid, a datetime for a Timestamp, a negative count would otherwise be
     stored and then be unreadable, or keyed under the wrong text."""
     _check(name, value, cls)
+    if surely_storable(value):  # exact types: no round trip needed
+        return value.to_dict()
     try:
         wire = value.to_dict()
         same = cls.from_dict(wire) == value
