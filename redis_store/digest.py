@@ -7,7 +7,7 @@ defaults and omissions; msgspec checks a snapshot against it and writes the
 messages back in canonical form.
 
 What msgspec and serde_json decide differently is made up for by small named
-shims (``_EXOTIC``: numbers serde turns into floats, skipped fields msgspec
+shims (``_negative_zero``, ``_args_unsure``: numbers serde turns into floats; ``_unsure_text``: skipped fields msgspec
 does not check, nesting deeper than serde's limit; ``_dup_free``: repeated
 struct keys, which serde refuses and msgspec lets the last win; ``_zmij``:
 float notation). A snapshot a shim is unsure of is read by the stdlib JSON
@@ -109,37 +109,45 @@ class Gemini(_Model, tag_field="provider", tag="gemini"):
     thoughtSignature: str  # noqa: N815 - the wire name
 
 
-class OpenAi(_Model, tag_field="provider", tag="open_ai"):
+class OpenAi(_Model, tag_field="provider", tag="open_ai", omit_defaults=True):
     id: str
-    encrypted_content: Union[str, None, UnsetType] = UNSET
-
-    def __post_init__(self) -> None:
-        self.encrypted_content = _skip_none(self.encrypted_content)
+    encrypted_content: Union[str, None] = None  # skip_serializing_if = "Option::is_none"
 
 
 ProviderMeta = Union[Anthropic, AnthropicRedacted, AnthropicCompaction, Gemini, OpenAi, None, UnsetType]
 
 
-class _WithMeta(_Model):
+def _usage_unsure(usage: Any) -> bool:
+    """A u64 above 2**64 - 1 (msgspec's bounds stop at int64): serde reads it
+    as a float and refuses it; the exact reader says where."""
+    return (
+        usage.input_tokens > _U64_MAX
+        or usage.output_tokens > _U64_MAX
+        or (usage.cache_creation_tokens or 0) > _U64_MAX
+        or (usage.cache_read_tokens or 0) > _U64_MAX
+    )
+
+
+# ``meta`` is an Option skipped when None: ``omit_defaults`` where nothing
+# else has a default; ReasoningData's text is defaulted but always written.
+class TextData(_Model, omit_defaults=True):
+    text: str
+    meta: ProviderMeta = None
+
+
+class ReasoningData(_Model):
+    text: str = ""
+    meta: ProviderMeta = UNSET
+
     def __post_init__(self) -> None:
         self.meta = _skip_none(self.meta)
 
 
-class TextData(_WithMeta):
-    text: str
-    meta: ProviderMeta = UNSET
-
-
-class ReasoningData(_WithMeta):
-    text: str = ""  # defaulted, always written
-    meta: ProviderMeta = UNSET
-
-
-class ToolUseData(_WithMeta):
+class ToolUseData(_Model, omit_defaults=True):
     id: str
     name: str
     args: Any  # free-form: serde_json's Value, written with sorted keys
-    meta: ProviderMeta = UNSET
+    meta: ProviderMeta = None
 
 
 # Adjacently tagged ``{"block_type": ..., "data": {...}}``: to msgspec, a tag and one field.
@@ -163,11 +171,6 @@ class Usage(_Model):
     output_tokens: U64
     cache_creation_tokens: Union[U64, None] = None  # Option without skip: null is written
     cache_read_tokens: Union[U64, None] = None
-
-    def __post_init__(self) -> None:
-        for value in (self.input_tokens, self.output_tokens, self.cache_creation_tokens, self.cache_read_tokens):
-            if value is not None and value > _U64_MAX:
-                raise ValueError(f"invalid value: integer `{value}`, expected u64")
 
 
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "stop_sequence", "content_filter", "cancelled"]
@@ -265,14 +268,14 @@ _write = msgspec.json.Encoder(order="deterministic").encode
 
 # -- the shims -------------------------------------------------------------------
 
-# Text that msgspec reads otherwise than serde_json, or does not check where
-# it skips an unknown field: ``-0`` (serde: a float), integers of 19+ digits
-# (serde: a float beyond i64/u64), exponents of 3+ digits (out of range?), an
-# escaped colon (``_dup_free`` counts colons). Strings may match too; that
-# only costs the slower exact reader. Digits are mapped to "0" first, so that
-# plain substring searches find them.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_EXOTIC_TEXT = (b"0" * 19, b"e000", b"E000", b"e+000", b"E+000", b"e-000", b"E-000", b"\\u003a", b"\\u003A")
+# Where msgspec reads JSON text otherwise than serde_json:
+# * ``-0``, an integer to msgspec, a float to serde (``_negative_zero``);
+# * integers beyond i64/u64, floats to serde: only tool args keep them
+#   (``_args_unsure``); typed fields refuse them either way;
+# * repeated keys: msgspec keeps the last (``_dup_free``);
+# * a skipped unknown field: msgspec checks neither its nesting depth nor its
+#   numbers' range nor its UTF-8 (``_unsure_text``, and the whole text's UTF-8).
+# What a shim is unsure of is read by ``_exotic``, exactly.
 _MAX_DEPTH = jsonwire.MAX_DEPTH
 
 
@@ -286,13 +289,6 @@ def _negative_zero(raw: bytes) -> bool:
             return True
         at = raw.find(b"-0", at + 2)
     return False
-
-
-def _exotic_text(raw: bytes) -> bool:
-    if _negative_zero(raw):
-        return True
-    digits = raw.translate(_DIGITS_AS_ZERO)
-    return any(text in digits for text in _EXOTIC_TEXT)
 
 
 # A float token as msgspec writes it with an exponent (``1e16``); serde's zmij writes ``1e+16``.
@@ -310,9 +306,14 @@ def _zmij(encoded: bytes) -> bytes:
 def _dup_free(raw: bytes) -> bool:
     """Whether no object in valid JSON ``raw`` repeats a key. msgspec keeps the
     last of repeated keys, so its generic reading written back loses at least
-    the colon of each repeat; strings keep theirs (``_exotic_text`` sent
-    escaped colons elsewhere)."""
-    return raw.count(b":") == _write(_read_any(raw)).count(b":")
+    the colon of each repeat, while strings keep theirs (unless a colon was
+    escaped). The generic reading also checks every number's range."""
+    if b"\\u003" in raw and (b"\\u003a" in raw or b"\\u003A" in raw):
+        return False
+    try:
+        return raw.count(b":") == _write(_read_any(raw)).count(b":")
+    except msgspec.ValidationError:  # e.g. 1e400
+        return False
 
 
 def _deep(raw: bytes, level: int) -> bool:
@@ -326,11 +327,12 @@ def _deep(raw: bytes, level: int) -> bool:
 def _args_unsure(messages: list) -> bool:
     """Whether any tool args hold what serde reads otherwise than msgspec:
     nesting deeper than its limit (args sit 6 levels down in tool calls, 7 in
-    tool_use blocks) or integers beyond i64/u64 (serde: floats)."""
+    tool_use blocks) or integers beyond i64/u64 (serde: floats); or a usage
+    count beyond u64."""
     for message in messages:
         kind = type(message)
         if kind is AssistantMessage:
-            if any(_unsure_value(call.args, 6) for call in message.tool_calls):
+            if _usage_unsure(message.usage) or any(_unsure_value(call.args, 6) for call in message.tool_calls):
                 return True
         elif kind is BlockAssistantMessage:
             for block in message.blocks:
@@ -397,10 +399,14 @@ def _read_fast(raw: bytes) -> _Read:
     messages_raw = bytes(messages_raw)
     top["messages"] = _EMPTY
     for name, value in top.items():
-        # metadata and unknown fields: free-form, skipped by msgspec unchecked
-        if name != "messages" and _unsure_text(bytes(value), 2):
-            raise _Unsure
+        if name in _TYPED_TOP:  # small structs: a repeated key is refused
+            if name != "version" and name != "id" and not _dup_free(bytes(value)):
+                raise _Unsure
+        elif name != "messages" and _unsure_text(bytes(value), 2):
+            raise _Unsure  # metadata and unknown fields: free-form, msgspec skips them unchecked
     shell = _read_shell(_write(top))  # everything but the messages, small
+    if shell.usage is not UNSET and _usage_unsure(shell.usage):
+        raise _Unsure
     try:
         messages = _read_messages(messages_raw)
     except msgspec.ValidationError as exc:  # read on their own: say where they are
@@ -424,7 +430,10 @@ def _read_fast(raw: bytes) -> _Read:
 def _unsure_text(raw: bytes, level: int) -> bool:
     """JSON text (a value opening nesting ``level``) that msgspec may read or
     skip otherwise than serde_json."""
-    return _exotic_text(raw) or _deep(raw, level) or not _dup_free(raw)
+    return _deep(raw, level) or not _dup_free(raw)
+
+
+_TYPED_TOP = frozenset({"version", "id", "created_at", "updated_at", "usage"})
 
 
 _EMPTY = Raw(b"[]")

@@ -454,7 +454,7 @@ INVALID = [
     ("float u64", assistant_usage(input_tokens=5.0),
      "messages[1].usage.input_tokens: invalid type: floating point `5.0`, expected u64"),
     ("u64 out of range", assistant_usage(output_tokens=2**64),
-     "messages[1].usage: invalid value: integer `18446744073709551616`, expected u64"),
+     "messages[1].usage.output_tokens: invalid type: floating point `1.8446744073709552e+19`, expected u64"),
     ("negative zero u64", raw_snapshot('[{"role":"assistant","content":"","stop_reason":"end_turn",'
                                        '"usage":{"input_tokens":-0,"output_tokens":0}}]'),
      "messages[0].usage.input_tokens: invalid type: floating point `-0.0`, expected u64"),
