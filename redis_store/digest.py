@@ -324,46 +324,62 @@ def _deep(raw: bytes, level: int) -> bool:
         raw.replace(b"\\\\", b"") if b"\\\\" in raw else raw) > limit
 
 
-def _args_unsure(messages: list) -> bool:
+_UNSURE, _FLOATS = 2, 1
+
+
+def _args_unsure(messages: list) -> int:
     """Whether any tool args hold what serde reads otherwise than msgspec:
     nesting deeper than its limit (args sit 6 levels down in tool calls, 7 in
     tool_use blocks) or integers beyond i64/u64 (serde: floats); or a usage
-    count beyond u64."""
+    count beyond u64 (``_UNSURE``). Else ``_FLOATS`` if args hold floats (only
+    args can), whose notation ``_zmij`` fixes, or 0."""
+    found = 0
     for message in messages:
         kind = type(message)
         if kind is AssistantMessage:
-            if _usage_unsure(message.usage) or any(_unsure_value(call.args, 6) for call in message.tool_calls):
-                return True
+            if _usage_unsure(message.usage):
+                return _UNSURE
+            for call in message.tool_calls:
+                found |= _scan_value(call.args, 6)
         elif kind is BlockAssistantMessage:
             for block in message.blocks:
-                if type(block) is ToolUseAssistantBlock and _unsure_value(block.data.args, 7):
-                    return True
-    return False
+                if type(block) is ToolUseAssistantBlock:
+                    found |= _scan_value(block.data.args, 7)
+        if found & _UNSURE:
+            return _UNSURE
+    return found
 
 
 _I64_MIN = -(2**63)
 
 
-def _unsure_value(value: Any, level: int) -> bool:
+def _scan_value(value: Any, level: int) -> int:
     kind = type(value)
     if kind is int:
-        return not _I64_MIN <= value <= _U64_MAX
+        return 0 if _I64_MIN <= value <= _U64_MAX else _UNSURE
+    if kind is float:
+        return _FLOATS
     if kind is dict:
         values: Any = value.values()
     elif kind is list:
         values = value
     else:
-        return False
+        return 0
     if level > _MAX_DEPTH:
-        return True
+        return _UNSURE
+    found = 0
     for item in values:
         kind = type(item)
         if kind is int:
             if not _I64_MIN <= item <= _U64_MAX:
-                return True
-        elif (kind is dict or kind is list) and _unsure_value(item, level + 1):
-            return True
-    return False
+                return _UNSURE
+        elif kind is float:
+            found = _FLOATS
+        elif kind is dict or kind is list:
+            found |= _scan_value(item, level + 1)
+            if found & _UNSURE:
+                return _UNSURE
+    return found
 
 
 class _Unsure(Exception):
@@ -415,13 +431,14 @@ def _read_fast(raw: bytes) -> _Read:
             text.replace(" - at `$", " - at `$.messages", 1) if " - at `$" in text else f"{text} - at `$.messages`"
         ) from None
     canonical = _write(messages)
-    if canonical == messages_raw:  # written by serde: no repeated keys, no unknown fields
-        if _args_unsure(messages):
+    args = _args_unsure(messages)
+    if args & _UNSURE:
+        raise _Unsure
+    if canonical != messages_raw:  # else written by serde: no repeated keys, no unknown fields
+        if _unsure_text(messages_raw, 2):
             raise _Unsure
-    else:
-        if _unsure_text(messages_raw, 2) or _args_unsure(messages):
-            raise _Unsure
-        canonical = _zmij(canonical)
+        if args & _FLOATS:
+            canonical = _zmij(canonical)
     head = _HEAD_RE.match(raw)
     start = head.end() if head and raw.startswith(messages_raw, head.end()) else -1
     return _Read(shell.id, canonical, len(messages), start, len(messages_raw))

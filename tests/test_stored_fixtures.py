@@ -57,3 +57,28 @@ def test_session_digests(case: dict) -> None:
     summary = digest.inspect_session(case["snapshot"].encode())
     assert (summary.session_id, summary.conversation_digest, summary.message_count) == (
         case["session_id"], case["digest"], case["count"])
+
+
+# -- the wire types against 0.1.0's (tests/reference/types.py) -----------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from reference import types as reference_types  # noqa: E402
+from test_types_wire import input_states, mutated, outcome, receipts  # noqa: E402
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data(), input_states, receipts)
+def test_wire_types_read_and_write_as_0_1_0_did(data, state, receipt) -> None:
+    """Same bytes written, same values read, same accept/reject (and message)."""
+    for value, ref in ((state, reference_types.InputState), (receipt, reference_types.RunBoundaryReceipt)):
+        text = value.to_json()
+        assert ref.from_json(text).to_json() == text
+        wire = value.to_dict()
+        for changed in (wire, data.draw(mutated(wire)), data.draw(mutated(wire))):
+            ours, theirs = outcome(type(value).from_dict, changed), outcome(ref.from_dict, changed)
+            if isinstance(ours, tuple):
+                assert ours == theirs
+            else:
+                assert not isinstance(theirs, tuple) and ours.to_json() == theirs.to_json()
