@@ -274,7 +274,7 @@ _write = msgspec.json.Encoder(order="deterministic").encode
 #   (``_args_unsure``); typed fields refuse them either way;
 # * repeated keys: msgspec keeps the last (``_dup_free``);
 # * a skipped unknown field: msgspec checks neither its nesting depth nor its
-#   numbers' range nor its UTF-8 (``_unsure_text``, and the whole text's UTF-8).
+#   numbers' range nor its UTF-8 (``_unsure_text``).
 # What a shim is unsure of is read by ``_exotic``, exactly.
 _MAX_DEPTH = jsonwire.MAX_DEPTH
 
@@ -404,7 +404,9 @@ class _Read(Struct):
 
 
 def _read_fast(raw: bytes) -> _Read:
-    if _negative_zero(raw) or not raw.isascii() and not _utf8(raw):
+    # UTF-8: msgspec checks every string it reads; the ones it skips (unknown
+    # fields) are read generically by ``_dup_free`` in ``_unsure_text``.
+    if _negative_zero(raw):
         raise _Unsure
     top = _read_top(raw)  # the whole text is JSON; the last of repeated keys
     if raw.count(b":") != _write(top).count(b":"):
@@ -454,14 +456,6 @@ _TYPED_TOP = frozenset({"version", "id", "created_at", "updated_at", "usage"})
 
 
 _EMPTY = Raw(b"[]")
-
-
-def _utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _exotic(raw: bytes) -> _Read:

@@ -809,3 +809,12 @@ def test_the_digest_cache_is_bounded_and_can_be_off():
     assert len(off) == 0 and off.size == 0
     with pytest.raises(ValueError):
         digest.DigestCache(-1)
+
+
+@pytest.mark.parametrize("where", [b',"x":"\xff"', b',"metadata":{"k":"\xff"}', b',"x":["a","\xc3"]'])
+def test_invalid_utf8_where_msgspec_skips_is_refused(where):
+    data = serde_written([user("hi")])
+    data = data[:-1] + where + b"}"
+    assert public(data) == reference(data) == "invalid"
+    inside = serde_written([user("hi")]).replace(b'"content":"hi"', b'"content":"hi","x":"\xff"')
+    assert public(inside) == reference(inside) == "invalid"
