@@ -16,10 +16,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from . import breakdown, growth, plainredis, server_cost, sync_api, throughput
+from . import breakdown, growth, plainredis, server_cost, sync_api, throughput, upgrade
 from .harness import MachineLoad, Settings, cleanup, client_for, log, machine, server, server_cpu_seconds, source_digest
 
-FAMILIES = ("throughput", "plainredis", "server_cost", "growth", "breakdown", "sync")
+FAMILIES = ("throughput", "plainredis", "server_cost", "growth", "breakdown", "sync", "upgrade")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the benchmarks write keys under 'rsbench*', delete them, and CONFIG RESETSTAT it")
     parser.add_argument("--json", action="store_true", help="print machine-readable results instead of tables")
     parser.add_argument("--runs", type=int, default=None, help="runs per measurement, medians reported (default 5; 1 with --quick)")
+    parser.add_argument("--baseline", default=upgrade.DEFAULT_BASELINE,
+                        help=f"git ref of the code the upgrade family compares with (default {upgrade.DEFAULT_BASELINE}, before issue 10)")
     parser.add_argument("--only", default=",".join(FAMILIES), help=f"comma-separated families (default all: {','.join(FAMILIES)})")
     args = parser.parse_args(argv)
     if args.runs is None:
@@ -46,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def run_all(url: str, where: str, settings: Settings, only: list[str]) -> dict[str, Any]:
+async def run_all(url: str, where: str, settings: Settings, only: list[str], baseline: str = upgrade.DEFAULT_BASELINE) -> dict[str, Any]:
     client = client_for(url)
     try:
         server_info = await client.info("server")
@@ -71,6 +73,7 @@ async def run_all(url: str, where: str, settings: Settings, only: list[str]) -> 
             "growth": lambda: growth.run(client, settings),
             "breakdown": lambda: breakdown.run(client, settings),
             "sync": lambda: sync_api.run(url, settings),
+            "upgrade": lambda: upgrade.run(client, settings, baseline),
         }
         for name in FAMILIES:
             if name in only:
@@ -163,6 +166,7 @@ def render(out: dict[str, Any]) -> str:
         ("3. Growth", "growth"),
         ("4. Where one commit's time goes", "breakdown"),
         ("5. The blocking API (redis_store.sync) against the async one", "sync"),
+        ("6. Issue 10: before and after, side by side", "upgrade"),
     ]
     for title, key in sections:
         if key not in out:
@@ -177,7 +181,8 @@ def render(out: dict[str, Any]) -> str:
                 lines.append("(c) commit/it for plainredis pairs it with commits re-measured in the same runs on "
                              f"plainredis's client ({plain['python']})")
         else:
-            reports = {"server_cost": server_cost.report, "growth": growth.report, "breakdown": breakdown.report, "sync": sync_api.report}
+            reports = {"server_cost": server_cost.report, "growth": growth.report, "breakdown": breakdown.report,
+                       "sync": sync_api.report, "upgrade": upgrade.report}
             lines.append(reports[key](out[key]))
     lines += ["", "== Targets (issue 3 §3) =="]
     for t in out["targets"]:
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.make(args.runs, args.quick)
     started = time.perf_counter()
     with server(args.url) as (url, where):
-        out = asyncio.run(run_all(url, where, settings, args.only))
+        out = asyncio.run(run_all(url, where, settings, args.only, args.baseline))
     out["header"]["total_seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(out, indent=2, default=str))

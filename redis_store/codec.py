@@ -1,4 +1,4 @@
-"""How values are stored: msgpack envelopes with a schema version.
+"""How values are stored: msgpack envelopes with a schema version (msgspec).
 
 Every stored value is a msgpack array whose first element is the schema
 version of that kind of value:
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import msgpack
+import msgspec
 
 from .types import InputState, RunBoundaryReceipt, RuntimeState
 
@@ -41,7 +41,7 @@ UPGRADES: dict[str, list[Callable[[Any], Any]]] = {
 
 _ARRAY2 = b"\x92"
 _ARRAY3 = b"\x93"
-_VERSION = msgpack.packb(SCHEMA_VERSION)
+_VERSION = msgspec.msgpack.encode(SCHEMA_VERSION)
 _NIL = b"\xc0"
 
 
@@ -54,8 +54,11 @@ def seq_suffix(sequence: int) -> bytes:
     return b"\xcf" + sequence.to_bytes(8, "big")
 
 
-def _pack(payload: Any) -> bytes:
-    return msgpack.packb(payload, use_bin_type=True)
+#: msgspec writes msgpack as msgpack-python did (smallest int and str forms,
+#: bin for bytes, maps in insertion order): tests/test_stored_fixtures.py
+#: holds it to 0.1.0's bytes, so commit-id fingerprints stay the same.
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder().decode
 
 
 # -- encoding -------------------------------------------------------------
@@ -95,8 +98,8 @@ def encode_receipt(wire: dict) -> bytes:
 
 def _open(kind: str, value: bytes, length: int) -> list:
     try:
-        envelope = msgpack.unpackb(value, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises several unrelated types
+        envelope = _unpack(value)
+    except msgspec.DecodeError as exc:
         raise DecodeError(f"{kind}: not a msgpack value ({exc})") from exc
     if not isinstance(envelope, list) or not envelope:
         raise DecodeError(f"{kind}: not an envelope (a non-empty array)")

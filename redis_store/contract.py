@@ -36,7 +36,7 @@ from typing import NamedTuple
 from collections.abc import Iterable, Sequence
 
 from . import codec, jsonwire, telemetry
-from .digest import inspect_session
+from .digest import DigestCache, inspect_session
 from .errors import (
     IdempotencyKeyConflict,
     IndexMissing,
@@ -51,6 +51,7 @@ from .lease import FencedStore, Lease, ttl_ms
 from .ids import InputId, LogicalRuntimeId, RunId, SessionId
 from .types import (
     InputState,
+    surely_storable,
     RunApplyBoundary,
     RunBoundaryReceipt,
     RuntimeState,
@@ -91,12 +92,18 @@ class StoreOptions:
     commit_id_ttl: float = DEFAULT_COMMIT_ID_TTL  # seconds a commit id is remembered
     max_snapshot_bytes: int = 32 * 1024 * 1024
     max_inputs_per_call: int = 10_000
+    #: Bytes of validated session prefixes remembered so that the digest of a
+    #: growing session reads only its new messages (digest.DigestCache); 0: off.
+    digest_cache_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in ("commit_id_ttl", "max_snapshot_bytes", "max_inputs_per_call"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        cache = self.digest_cache_bytes
+        if not isinstance(cache, int) or isinstance(cache, bool) or cache < 0:
+            raise ValueError(f"digest_cache_bytes must be an int >= 0 (0: no cache), got {cache!r}")
         if not self.commit_id_ttl <= MAX_COMMIT_ID_TTL:  # also refuses inf and nan
             raise ValueError(f"commit_id_ttl must be at most {MAX_COMMIT_ID_TTL:.0f} s (ten years), got {self.commit_id_ttl!r}")
 
@@ -188,6 +195,8 @@ def _storable_wire(name: str, value: object, cls: type) -> dict:
     uuid, a datetime for a Timestamp, a negative count would otherwise be
     stored and then be unreadable, or keyed under the wrong text."""
     _check(name, value, cls)
+    if surely_storable(value):  # exact types: no round trip needed
+        return value.to_dict()
     try:
         wire = value.to_dict()
         same = cls.from_dict(wire) == value
@@ -259,9 +268,9 @@ def _commit_tag(commit_id: object, *parts: bytes | None) -> CommitTag | None:
     return CommitTag(commit_id, digest.hexdigest())
 
 
-def _session_summary(delta: SessionDelta):
+def _session_summary(delta: SessionDelta, cache: DigestCache | None = None):
     try:
-        return inspect_session(delta.session_snapshot)
+        return inspect_session(delta.session_snapshot, cache)
     except InvalidSessionSnapshot as exc:
         raise WriteFailed(f"session snapshot is not a meerkat Session: {exc}") from exc
 
@@ -303,7 +312,10 @@ class RuntimeStore(abc.ABC):
                 f"session snapshot is {size} bytes; this store takes at most "
                 f"{self.options.max_snapshot_bytes} (max_snapshot_bytes)"
             )
-        return _session_summary(delta)
+        cache = self.__dict__.get("_digest_cache")
+        if cache is None:  # one per store: what it remembers is this store's sessions
+            cache = self._digest_cache = DigestCache(self.options.digest_cache_bytes)
+        return _session_summary(delta, cache)
 
     # ---- writes ----
 

@@ -34,7 +34,7 @@ import dataclasses
 from datetime import datetime, timezone
 from typing import Any
 
-import msgpack
+import msgspec
 
 from . import codec, jsonwire
 from .audit import examine
@@ -119,7 +119,7 @@ def _stored_order(wire: dict[str, Any], value: bytes) -> dict[str, Any]:
     """``wire`` with its fields in the order the stored value holds them, so
     that an import re-encodes the very same bytes (a commit appends
     ``last_run_id`` to an input's fields; JSON objects keep any order)."""
-    envelope = msgpack.unpackb(value, raw=False)
+    envelope = msgspec.msgpack.decode(value)
     if envelope[0] != codec.SCHEMA_VERSION:  # upgraded on reading: the new form's order
         return wire
     ordered = {name: wire[name] for name in envelope[1] if name in wire}

@@ -36,7 +36,7 @@ import re
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-__all__ = ["MAX_DEPTH", "dumps", "dumps_bytes", "loads", "loads_pairs", "paused_gc"]
+__all__ = ["MAX_DEPTH", "dumps", "dumps_bytes", "loads", "loads_pairs", "loads_with", "paused_gc"]
 
 #: Deepest nesting of arrays/objects that serde_json parses.
 MAX_DEPTH = 127
@@ -260,6 +260,11 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
     input that is neither str nor bytes-like.
     """
     return _loads(data, _DECODER)
+
+
+def loads_with(data: str | bytes | bytearray | memoryview, object_pairs_hook: Any) -> Any:
+    """Like ``loads``, with every object made by ``object_pairs_hook(pairs)``."""
+    return _loads(data, _decoder(object_pairs_hook))
 
 
 def loads_pairs(data: str | bytes | bytearray | memoryview) -> Any:

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+import msgspec
+
 from . import jsonwire
 from .errors import RuntimeStateTransitionError
 from .ids import InputId, RunId
@@ -997,3 +999,126 @@ _ABSENT: Any = object()
 _LIFECYCLE = InputLifecycleState._value2member_map_
 _DURABILITIES = InputDurability._value2member_map_
 _BOUNDARIES = RunApplyBoundary._value2member_map_
+
+
+# -- storability without a round trip ----------------------------------------------
+#
+# The store refuses a value unless it reads back equal (contract._storable_wire:
+# to_dict, from_dict, ==). These checks say, from exact types alone, that it
+# does; anything they are unsure of (a subclass, a str-valued enum of another
+# type, an odd JSON value) takes the round trip, which decides and names the
+# problem. So they are sound, never stricter, and a few µs.
+
+_U32_MAX = 2**32 - 1
+_U64_MAX = 2**64 - 1
+
+
+def _u(value: Any, limit: int) -> bool:
+    return type(value) is int and 0 <= value <= limit
+
+
+def _opt_str(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _ids(values: Any, cls: type) -> bool:
+    return type(values) is list and all(type(v) is cls for v in values)
+
+
+def _plain_json(value: Any) -> bool:
+    """JSON a round trip surely keeps: msgspec's written and read back equal,
+    and no deeper than serde reads."""
+    try:
+        text = _JSON_WRITE(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    if text.count(b"[") + text.count(b"{") > jsonwire.MAX_DEPTH:
+        return False  # perhaps too deep: the round trip decides
+    if b"0" * 19 in text.translate(_DIGITS_AS_ZERO):
+        return False  # perhaps an integer serde reads as a float
+    return _JSON_READ(text) == value
+
+
+def _policy_storable(policy: Any) -> bool:
+    if type(policy) is not PolicySnapshot or not _u(policy.version, _U64_MAX):
+        return False
+    d = policy.decision
+    return (
+        type(d) is PolicyDecision
+        and type(d.apply_mode) is ApplyMode
+        and type(d.wake_mode) is WakeMode
+        and type(d.queue_mode) is QueueMode
+        and type(d.consume_point) is ConsumePoint
+        and type(d.record_transcript) is bool
+        and type(d.emit_operator_content) is bool
+        and _u(d.policy_version, _U64_MAX)
+    )
+
+
+def _outcome_storable(outcome: Any) -> bool:
+    kind = type(outcome)
+    if kind is ConsumedOutcome:
+        return True
+    if kind is SupersededOutcome:
+        return type(outcome.superseded_by) is InputId
+    if kind is CoalescedOutcome:
+        return type(outcome.aggregate_id) is InputId
+    return kind is AbandonedOutcome and type(outcome.reason) is InputAbandonReason
+
+
+def _source_storable(source: Any) -> bool:
+    kind = type(source)
+    if kind is ProjectionSource:
+        return type(source.rule_id) is str and type(source.source_event_id) is str
+    return kind is CoalescingSource and _ids(source.source_input_ids, InputId)
+
+
+def _entry_storable(entry: Any) -> bool:
+    return (
+        type(entry) is InputStateHistoryEntry
+        and type(entry.timestamp) is Timestamp
+        and type(entry.from_state) is InputLifecycleState
+        and type(entry.to_state) is InputLifecycleState
+        and _opt_str(entry.reason)
+    )
+
+
+def surely_storable(value: Any) -> bool:
+    """Whether an ``InputState`` or ``RunBoundaryReceipt`` surely reads back
+    equal from its wire form (False: perhaps not; the round trip decides)."""
+    if type(value) is InputState:
+        s = value
+        return (
+            type(s.input_id) is InputId
+            and type(s.current_state) is InputLifecycleState
+            and (s.policy is None or _policy_storable(s.policy))
+            and (s.terminal_outcome is None or _outcome_storable(s.terminal_outcome))
+            and (s.durability is None or type(s.durability) is InputDurability)
+            and _opt_str(s.idempotency_key)
+            and _u(s.attempt_count, _U32_MAX)
+            and _u(s.recovery_count, _U32_MAX)
+            and type(s.history) is list
+            and all(_entry_storable(entry) for entry in s.history)
+            and (s.reconstruction_source is None or _source_storable(s.reconstruction_source))
+            and (s.persisted_input is None or type(s.persisted_input) is dict and _plain_json(s.persisted_input))
+            and (s.last_run_id is None or type(s.last_run_id) is RunId)
+            and (s.last_boundary_sequence is None or _u(s.last_boundary_sequence, _U64_MAX))
+            and type(s.created_at) is Timestamp
+            and type(s.updated_at) is Timestamp
+        )
+    if type(value) is RunBoundaryReceipt:
+        r = value
+        return (
+            type(r.run_id) is RunId
+            and type(r.boundary) is RunApplyBoundary
+            and _ids(r.contributing_input_ids, InputId)
+            and _opt_str(r.conversation_digest)
+            and _u(r.message_count, _U64_MAX)
+            and _u(r.sequence, _U64_MAX)
+        )
+    return False
+
+
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_JSON_WRITE = msgspec.json.Encoder().encode
+_JSON_READ = msgspec.json.Decoder().decode

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-import msgpack
+import msgspec
 import pytest
 import redis
 
@@ -160,11 +160,11 @@ def _corrupt(url: str, how) -> None:
     "invariant, damage",
     [
         ("decodes", lambda c, k: c.set(k.state, b"\xc1")),
-        ("decodes", lambda c, k: c.set(k.snapshot, msgpack.packb([7, b"{}"]))),
+        ("decodes", lambda c, k: c.set(k.snapshot, msgspec.msgpack.encode([7, b"{}"]))),
         ("sequence-counter", lambda c, k: c.hset(k.run_seqs, next(iter(c.hkeys(k.run_seqs))), b"not a number")),
         ("input-order", lambda c, k: c.rpush(k.input_order, b"019a2b3c-0000-7000-8000-000000000009")),
         ("input-stamp", lambda c, k: c.delete(k.receipts)),
-        ("snapshot-digest", lambda c, k: c.set(k.snapshot, msgpack.packb([1, session_json(3)]))),
+        ("snapshot-digest", lambda c, k: c.set(k.snapshot, msgspec.msgpack.encode([1, session_json(3)]))),
         ("idempotency-index", lambda c, k: c.hset(k.idempotency, "key:ghost", b"019a2b3c-0000-7000-8000-000000000009")),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -373,8 +374,8 @@ INVALID = [
     ("empty", b"", "snapshot is not valid JSON"),
     ("invalid UTF-8", b'{"id":"\xff"}', "snapshot is not valid UTF-8 at byte 7"),
     ("BOM", b"\xef\xbb\xbf" + EXAMPLE_A, "byte order mark"),
-    ("top-level array", b"[]", "expected a JSON object at top level"),
-    ("top-level string", b'"x"', "expected a JSON object at top level"),
+    ("top-level array", b"[]", "Expected `object`"),
+    ("top-level string", b'"x"', "Expected `object`"),
     ("lone surrogate", raw_snapshot('[{"role":"system","content":"\\ud800"}]'), "lone surrogate"),
     ("NaN", raw_snapshot(extra=',"metadata":{"x":NaN}'), "NaN is not valid JSON"),
     ("too deep", raw_snapshot(extra=',"metadata":' + "[" * 127 + "]" * 127), "recursion limit exceeded"),
@@ -387,7 +388,7 @@ INVALID = [
     ("messages object", snapshot(messages={}), "messages: invalid type: a map, expected a sequence"),
     ("version null", snapshot(version=None), "version: invalid type: null, expected u32"),
     ("version negative", snapshot(version=-1), "version: invalid value: integer `-1`, expected u32"),
-    ("version above u32", snapshot(version=2**32), "invalid value: integer `4294967296`, expected u32"),
+    ("version above u32", snapshot(version=2**32), "version: invalid value: integer `4294967296`, expected u32"),
     ("version float", snapshot(version=1.0), "version: invalid type: floating point `1.0`, expected u32"),
     ("version bool", snapshot(version=True), "version: invalid type: boolean `true`, expected u32"),
     ("metadata null", snapshot(metadata=None), "metadata: invalid type: null, expected a map"),
@@ -501,36 +502,52 @@ INVALID = [
     ("data", "fragment"), [case[1:] for case in INVALID], ids=[case[0] for case in INVALID]
 )
 def test_invalid_snapshots(data, fragment):
+    """Refused, saying where and what: the fragments are serde's wording; the
+    messages are msgspec's (``... - at `$.messages[1].content```), so the test
+    asks for the same place and the same field or value names."""
     with pytest.raises(InvalidSessionSnapshot) as caught:
         inspect_session(data)
-    assert fragment in str(caught.value)
+    message = str(caught.value)
+    located = re.match(r"^([a-z_]+(?:\[\d+\]|\.[a-zA-Z_]+)*): (.*)$", fragment)
+    if located:
+        assert f"`$.{located.group(1)}" in message
+        fragment = located.group(2)
+    names = re.findall(r"field `(\w+)`|'([\w-]+)'", fragment)
+    for name in [a or b for a, b in names]:
+        assert name in message
+    if not located and not names:
+        assert fragment.lower() in message.lower()
 
 
-# -- the fast paths agree with the reference reader ---------------------------
+# -- the msgspec model agrees with the reference reader ----------------------
 #
-# inspect_session first tries fast paths (a snapshot written by serde is hashed
-# as its text stands; others are parsed into dicts) and defers to the strict
-# reference reader whenever it is unsure. Whatever path a snapshot takes, the
-# result (or the error) must be the reference's.
+# tests/reference/digest.py is redis-store 0.1.0's strict reader, unchanged.
+# Whatever path a snapshot takes here (msgspec's reading, a shim, the exact
+# stdlib reading, the digest cache), the result must be the reference's: the
+# same session id, canonical bytes and count, or a refusal where it refuses.
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from reference import digest as reference_digest  # noqa: E402
 from redis_store import digest  # noqa: E402
 
 
 def reference(data: bytes):
     try:
-        return digest._strict_canonical(data)
-    except InvalidSessionSnapshot as exc:
-        return f"invalid: {exc}"
+        return reference_digest._canonical(data)
+    except InvalidSessionSnapshot:
+        return "invalid"
 
 
 def public(data: bytes):
     try:
-        return digest._canonical(data)
-    except InvalidSessionSnapshot as exc:
-        return f"invalid: {exc}"
+        read = digest._read(data)
+    except InvalidSessionSnapshot:
+        return "invalid"
+    summary = inspect_session(data)
+    assert summary.conversation_digest == hashlib.sha256(read.canonical).hexdigest()
+    return read.session_id, read.canonical, read.count
 
 
 def serde_written(messages: list, **fields) -> bytes:
@@ -639,3 +656,165 @@ def test_every_path_gives_the_reference_result(messages, layout):
 )
 def test_fast_paths_agree_on_known_cases(data):
     assert public(data) == reference(data)
+
+
+# -- invalid snapshots: mutations of valid ones, through both readers -----------
+
+WRONG = st.sampled_from([None, 0, -1, 1.5, True, "x", "", [], {}, [1, 2], 2**32, 2**64, -(2**63) - 1,
+                         {"role": "system"}, {"type": "text"}, {"block_type": "text", "data": {}},
+                         {"provider": "open_ai"}, "end_turn", "tool_use"])
+RAW_EDITS = st.sampled_from([
+    (b'"content":', b'"content":"dup","content":'), (b'"role":', b'"role":"user","role":'),
+    (b'"args":', b'"args":{"a":1,"a":2},"args":'), (b'"text":', b'"x":-0,"text":'),
+    (b'"text":', b'"x":123456789012345678901,"text":'), (b'"text":', b'"x":1e999,"text":'),
+    (b'"text":', b'"x":"\\ud800","text":'), (b":", b" : "), (b",", b" ,\n"), (b"[", b"[ "),
+    (b'"id":', b'"id":"{019a2b3c-4d5e-7f60-8a9b-0c1d2e3f4a5b}","id":'), (b"}", b",}"), (b"]", b",]"),
+    (b'"messages":', b'"messages":[],"messages":'), (b'"secs_since_epoch":', b'"secs_since_epoch":1,"secs_since_epoch":'),
+    (b'"args":', b'"args":' + b"[" * 125 + b"]" * 125 + b',"zz":'), (b'"text":', b'"x":"\xff","text":'),
+])
+
+
+@st.composite
+def mutated_value(draw, value):
+    """``value`` (JSON) with one value somewhere replaced, or a key removed."""
+    value = json.loads(json.dumps(value))
+    node = value
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        if not keys:
+            return value
+        key = draw(st.sampled_from(keys))
+        child = node[key]
+        if isinstance(child, (dict, list)) and child and draw(st.booleans()):
+            node = child
+            continue
+        if isinstance(node, dict) and draw(st.integers(0, 3)) == 0:
+            del node[key]
+        else:
+            node[key] = draw(WRONG)
+        return value
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data(), st.lists(messages(), min_size=1, max_size=4))
+def test_mutated_snapshots_give_the_reference_result(data, messages):
+    doc = {"version": 1, "id": SID, "messages": messages, "created_at": TIME, "updated_at": TIME,
+           "metadata": {}, "usage": {"input_tokens": 0, "output_tokens": 0,
+                                     "cache_creation_tokens": None, "cache_read_tokens": None}}
+    changed = json.dumps(data.draw(mutated_value(doc)), ensure_ascii=data.draw(st.booleans())).encode()
+    assert public(changed) == reference(changed)
+    text = json.dumps(doc, separators=(",", ":")).encode()
+    old, new = data.draw(RAW_EDITS)
+    at = [i for i in range(len(text)) if text.startswith(old, i)]
+    if at:
+        i = data.draw(st.sampled_from(at))
+        edited = text[:i] + new + text[i + len(old):]
+        assert public(edited) == reference(edited)
+
+
+# -- the incremental digest agrees with the cold one -----------------------------
+
+SIDS = [SID, "019a2b3c-4d5e-7f60-8a9b-0c1d2e3f4a5c"]
+
+
+def writer(messages: list, sid: str, form: int) -> bytes:
+    doc = {"version": 1, "id": sid, "messages": messages, "created_at": TIME,
+           "updated_at": {"secs_since_epoch": 1760000000 + len(messages), "nanos_since_epoch": 0},
+           "metadata": {}, "usage": {"input_tokens": len(messages), "output_tokens": 0,
+                                     "cache_creation_tokens": None, "cache_read_tokens": None}}
+    if form == 0:  # serde's layout, canonical messages when they are valid
+        canonical = reference(json.dumps(doc).encode())
+        if not isinstance(canonical, str):
+            head = json.dumps({"version": 1, "id": sid}, separators=(",", ":"))[:-1]
+            rest = json.dumps({k: v for k, v in doc.items() if k not in ("version", "id", "messages")},
+                              separators=(",", ":"), ensure_ascii=False)
+            return f'{head},"messages":'.encode() + canonical[1] + b"," + rest[1:].encode()
+    if form == 2:
+        return json.dumps(doc, indent=1).encode()
+    return json.dumps(doc).encode()
+
+
+@st.composite
+def histories(draw):
+    """Successive snapshots of sessions: mostly one growing by appended
+    messages, with edits inside old messages, truncation, reordering, another
+    session id, another writer's layout, and invalid messages."""
+    steps = []
+    messages_so_far: list = []
+    sid = SIDS[0]
+    form = draw(st.integers(0, 2))
+    for _ in range(draw(st.integers(1, 8))):
+        action = draw(st.sampled_from(["grow", "grow", "grow", "same", "edit", "truncate", "reorder", "sid", "form"]))
+        if action == "grow":
+            messages_so_far = messages_so_far + draw(st.lists(messages(), min_size=1, max_size=3))
+        elif action == "edit" and messages_so_far:
+            i = draw(st.integers(0, len(messages_so_far) - 1))
+            messages_so_far = messages_so_far[:i] + [draw(messages())] + messages_so_far[i + 1:]
+        elif action == "truncate":
+            messages_so_far = messages_so_far[: draw(st.integers(0, len(messages_so_far)))]
+        elif action == "reorder" and len(messages_so_far) > 1:
+            messages_so_far = draw(st.permutations(messages_so_far))
+        elif action == "sid":
+            sid = draw(st.sampled_from(SIDS))
+        elif action == "form":
+            form = draw(st.integers(0, 2))
+        steps.append(writer(list(messages_so_far), sid, form))
+    return steps
+
+
+def summary_or_invalid(read, data):
+    try:
+        return read(data)
+    except InvalidSessionSnapshot:
+        return "invalid"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(histories(), st.sampled_from([0, 600, 1 << 20]))
+def test_the_digest_cache_gives_the_cold_result(history, max_bytes):
+    cache = digest.DigestCache(max_bytes)
+    for snapshot_bytes in history:
+        cold = summary_or_invalid(inspect_session, snapshot_bytes)
+        assert summary_or_invalid(lambda d: inspect_session(d, cache), snapshot_bytes) == cold
+        expected = reference(snapshot_bytes)
+        if isinstance(expected, str):
+            assert cold == "invalid"
+        else:
+            assert (cold.session_id, cold.conversation_digest, cold.message_count) == (
+                expected[0], hashlib.sha256(expected[1]).hexdigest(), expected[2])
+        assert cache.size <= max_bytes
+
+
+def test_a_growing_session_is_read_from_the_cache():
+    cache = digest.DigestCache()
+    growing: list = []
+    for i in range(30):
+        growing += [user(f"question {i}"), assistant(content=f"answer {i}")]
+        for form in (0, 1):
+            data = writer(growing, SID, form)
+            assert inspect_session(data, cache) == inspect_session(data)
+    assert cache.hits >= 55 and cache.misses <= 5
+
+
+def test_the_digest_cache_is_bounded_and_can_be_off():
+    cache = digest.DigestCache(10_000)
+    for i in range(200):
+        sid = f"019a2b3c-4d5e-7f60-8a9b-{i:012x}"
+        data = writer([user("x" * 500), assistant(content="y" * 500)], sid, 0)
+        inspect_session(data, cache)
+        assert cache.size <= 10_000
+    assert 0 < len(cache) < 20
+    off = digest.DigestCache(0)
+    inspect_session(writer([user("x")], SID, 0), off)
+    assert len(off) == 0 and off.size == 0
+    with pytest.raises(ValueError):
+        digest.DigestCache(-1)
+
+
+@pytest.mark.parametrize("where", [b',"x":"\xff"', b',"metadata":{"k":"\xff"}', b',"x":["a","\xc3"]'])
+def test_invalid_utf8_where_msgspec_skips_is_refused(where):
+    data = serde_written([user("hi")])
+    data = data[:-1] + where + b"}"
+    assert public(data) == reference(data) == "invalid"
+    inside = serde_written([user("hi")]).replace(b'"content":"hi"', b'"content":"hi","x":"\xff"')
+    assert public(inside) == reference(inside) == "invalid"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import msgpack
+import msgspec
 import pytest
 import redis
 
@@ -153,7 +153,7 @@ async def test_a_corrupt_row_does_not_hide_the_others(redis_server):
         raw = redis.Redis.from_url(redis_server.url)
         keys = KeyLayout("corrupt-rows").runtime("rt")
         raw.hset(keys.inputs, str(states[1].input_id), b"\xc1 not msgpack")
-        raw.hset(keys.inputs, str(states[2].input_id), msgpack.packb([9, {}, None]))
+        raw.hset(keys.inputs, str(states[2].input_id), msgspec.msgpack.encode([9, {}, None]))
         raw.close()
         with pytest.raises(ReadFailed, match=f"'rt': input {states[1].input_id}"):
             await store.load_input_states("rt")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import msgpack
+import msgspec
 import pytest
 
 from redis_store import IdempotencyKeyConflict, InputId, InputState, ReadFailed, RuntimeState
@@ -112,7 +112,7 @@ async def test_unreadable_rows_and_a_damaged_index_are_read_failed(redis_backend
     keys = KeyLayout(redis_backend.namespace).runtime("rt")
     a, b = keyed("hook-a"), keyed("hook-b")
     await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [a, b])
-    await raw.hset(keys.inputs, str(b.input_id), msgpack.packb([1, {"input_id": "nope"}, None]))
+    await raw.hset(keys.inputs, str(b.input_id), msgspec.msgpack.encode([1, {"input_id": "nope"}, None]))
     with pytest.raises(ReadFailed, match=f"input state of {b.input_id} is unreadable"):
         await store.load_input_states_by_ids("rt", [a.input_id, b.input_id])
     assert await store.load_input_states_by_ids("rt", [a.input_id]) == [a]

@@ -50,7 +50,7 @@ def test_installed_package_loads_its_scripts_in_a_fresh_venv(wheel, tmp_path):
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
-    # Dependencies (redis, msgpack) come from this environment's site-packages
+    # Dependencies (redis, msgspec) come from this environment's site-packages
     # via PYTHONPATH, which does not process .pth files, so an editable
     # checkout of redis_store is not visible: the venv's copy must be used.
     deps = sysconfig.get_paths()["purelib"]

@@ -9,7 +9,7 @@ import re
 import time
 from pathlib import Path
 
-import msgpack
+import msgspec
 import pytest
 import redis
 import redis.asyncio
@@ -178,12 +178,12 @@ async def test_corrupt_values_are_read_failed(redis_backend):
     await raw.set(keys.state, b"\xc1garbage")
     with pytest.raises(ReadFailed, match="runtime state is unreadable"):
         await store.load_runtime_state("rt")
-    await raw.set(keys.snapshot, msgpack.packb([99, b"{}"]))
+    await raw.set(keys.snapshot, msgspec.msgpack.encode([99, b"{}"]))
     with pytest.raises(ReadFailed, match="schema version 99.*upgrade redis-store"):
         await store.load_session_snapshot("rt")
     state = InputState.new_accepted(InputId.new())
     await store.persist_input_state("rt", state)
-    await raw.hset(keys.inputs, str(state.input_id), msgpack.packb([1, {"input_id": "nope"}, None]))
+    await raw.hset(keys.inputs, str(state.input_id), msgspec.msgpack.encode([1, {"input_id": "nope"}, None]))
     with pytest.raises(ReadFailed, match="input state is unreadable"):
         await store.load_input_states("rt")
     await raw.hdel(keys.inputs, str(state.input_id))
@@ -296,9 +296,9 @@ async def test_older_schema_versions_are_upgraded_on_read(redis_backend, monkeyp
     # Pretend version 2 renamed states to upper case: a v1 value must read as v2.
     monkeypatch.setitem(codec.UPGRADES, "runtime_state", [lambda env: [2, env[1].upper()]])
     monkeypatch.setattr(codec, "decode_runtime_state", _upper_state_decoder(codec))
-    await raw.set(keys.state, msgpack.packb([1, "idle"]))
+    await raw.set(keys.state, msgspec.msgpack.encode([1, "idle"]))
     assert await store.load_runtime_state("rt") == RuntimeState.IDLE
-    await raw.set(keys.state, msgpack.packb([3, "IDLE"]))
+    await raw.set(keys.state, msgspec.msgpack.encode([3, "IDLE"]))
     with pytest.raises(ReadFailed, match="schema version 3"):
         await store.load_runtime_state("rt")
 
