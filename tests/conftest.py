@@ -1,8 +1,13 @@
 """Backends for the conformance suite: memory, fakeredis, and real Redis and
-Valkey servers started here. Every test gets its own namespace."""
+Valkey servers started here. Every test gets its own namespace.
+
+``REDIS_STORE_BACKENDS=memory,fakeredis`` narrows the backends (mutation
+testing uses it, with ``-m "not real_server"``, to stay in-process).
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import fakeredis
@@ -14,11 +19,18 @@ from redis_store import InMemoryRuntimeStore, RedisRuntimeStore
 
 from servers import HOW_TO_ENABLE, REQUIRE_ENV, ServerProcess, redis_binary, servers_required, valkey_binary
 
-BACKENDS = ["memory", "fakeredis", "redis", "valkey", "cluster"]
+def _chosen(names: list[str]) -> list[str]:
+    wanted = os.environ.get("REDIS_STORE_BACKENDS")
+    return names if not wanted else [name for name in names if name in wanted.split(",")]
+
+
+BACKENDS = _chosen(["memory", "fakeredis", "redis", "valkey", "cluster"])
 REAL = {"redis": redis_binary, "valkey": valkey_binary}
 
 
 def _server(kind: str):
+    if not _chosen([kind]):
+        pytest.skip(f"REDIS_STORE_BACKENDS leaves out {kind}")
     binary = REAL[kind]()
     if binary is None:
         message = f"no {kind} server binary: {HOW_TO_ENABLE[kind]}"
@@ -107,4 +119,4 @@ async def store(backend):
 
 
 #: Redis-protocol backends only, for tests of Redis behaviour.
-redis_backend = pytest.fixture(params=["fakeredis", "redis", "valkey", "cluster"])(_backend)
+redis_backend = pytest.fixture(params=_chosen(["fakeredis", "redis", "valkey", "cluster"]))(_backend)

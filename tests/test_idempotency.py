@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import pytest
 
@@ -60,14 +61,42 @@ async def test_retried_apply_is_quiet_instead_of_a_receipt_conflict(store):
         await store.atomic_apply("rt", None, make_receipt(run_id, 0), [changed], commit_id="a-1")
 
 
+# README, Running a fleet: "The same id with a different commit raises CommitIdReused"
+# -- the input updates are part of what makes a commit the same.
+async def test_the_same_commit_id_with_other_input_updates_is_refused(store):
+    run_id, state = RunId.new(), InputState.new_accepted(InputId.new())
+    snapshot = SessionDelta(session_json(1))
+    await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [state], commit_id="c")
+    receipt = make_receipt(run_id, 5)
+    await store.atomic_apply("rt", snapshot, receipt, [state], commit_id="a")
+    before = await store.dump_runtime("rt")
+    changed = dataclasses.replace(state, attempt_count=state.attempt_count + 1)
+    with pytest.raises(CommitIdReused):  # only the input updates differ
+        await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [changed], commit_id="c")
+    with pytest.raises(CommitIdReused):
+        await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [], commit_id="c")
+    with pytest.raises(CommitIdReused):
+        await store.atomic_apply("rt", snapshot, receipt, [changed], commit_id="a")
+    with pytest.raises(CommitIdReused):
+        await store.atomic_apply("rt", snapshot, receipt, [], commit_id="a")
+    assert await store.dump_runtime("rt") == before
+
+
+# README, Running a fleet: "Ids are kept for commit_id_ttl seconds ... on the server's clock".
 async def test_commit_ids_are_kept_for_a_bounded_time(backend):
+    # Ordering, not sleeps: the retry comes well inside the ttl (a stall of
+    # up to ~1 s is harmless), and the last call comes after the ttl has
+    # certainly run out (the id was recorded before the first call returned).
+    ttl = 1.0
     store = backend.open()
-    store.options = StoreOptions(commit_id_ttl=0.2)  # as the constructor's commit_id_ttl=0.2 would
+    store.options = StoreOptions(commit_id_ttl=ttl)  # as the constructor's commit_id_ttl=1.0 would
     run_id = RunId.new()
     args = ("rt", SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [])
     assert (await store.commit_session_boundary(*args, commit_id="short")).sequence == 0
+    recorded_by = time.monotonic()
     assert (await store.commit_session_boundary(*args, commit_id="short")).sequence == 0
-    await asyncio.sleep(0.3)
+    assert time.monotonic() - recorded_by < ttl, "the retry came too late to mean anything"
+    await asyncio.sleep(recorded_by + ttl + 0.05 - time.monotonic())
     assert (await store.commit_session_boundary(*args, commit_id="short")).sequence == 1  # forgotten: a new commit
 
 
