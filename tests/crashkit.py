@@ -573,6 +573,8 @@ async def storm(
     if background is not None:
         at, command = background
         await asyncio.sleep(min(at, duration))
+        if watcher is not None:  # count the server's own saves only, not the one started here
+            watcher.stopping = True
         try:
             with server.sync_client() as admin:
                 admin.execute_command(command)

@@ -87,17 +87,22 @@ async def test_commit_ids_are_kept_for_a_bounded_time(backend):
     # Ordering, not sleeps: the retry comes well inside the ttl (a stall of
     # up to ~1 s is harmless), and the last call comes after the ttl has
     # certainly run out (the id was recorded before the first call returned).
-    ttl = 1.0
+    # Another commit half-way keeps the runtime's commit-id keys alive, so
+    # "short" is forgotten for its own age, not because its keys expired.
+    ttl = 1.5
     store = backend.open()
-    store.options = StoreOptions(commit_id_ttl=ttl)  # as the constructor's commit_id_ttl=1.0 would
+    store.options = StoreOptions(commit_id_ttl=ttl)  # as the constructor's commit_id_ttl=1.5 would
     run_id = RunId.new()
     args = ("rt", SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [])
     assert (await store.commit_session_boundary(*args, commit_id="short")).sequence == 0
     recorded_by = time.monotonic()
     assert (await store.commit_session_boundary(*args, commit_id="short")).sequence == 0
-    assert time.monotonic() - recorded_by < ttl, "the retry came too late to mean anything"
-    await asyncio.sleep(recorded_by + ttl + 0.05 - time.monotonic())
-    assert (await store.commit_session_boundary(*args, commit_id="short")).sequence == 1  # forgotten: a new commit
+    await asyncio.sleep(max(0.0, recorded_by + ttl / 2 - time.monotonic()))
+    assert (await store.commit_session_boundary(*args, commit_id="other")).sequence == 1
+    assert time.monotonic() - recorded_by < ttl, "the retries came too late to mean anything"
+    await asyncio.sleep(max(0.0, recorded_by + ttl + 0.05 - time.monotonic()))
+    assert (await store.commit_session_boundary(*args, commit_id="short")).sequence == 2  # forgotten: a new commit
+    assert (await store.commit_session_boundary(*args, commit_id="other")).sequence == 1  # still within its ttl
 
 
 async def test_commit_id_arguments_are_checked(store):

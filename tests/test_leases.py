@@ -111,6 +111,15 @@ async def test_renew_keeps_a_lease_alive_past_its_ttl(store):
     assert 0 < (await store.current_lease("rt")).ttl_ms <= ttl * 1000
 
 
+async def test_releasing_a_lost_lease_leaves_the_new_holder_alone(store):
+    a = await store.acquire_lease("rt", "a", 30)
+    b = await store.steal_lease("rt", "b", 30)
+    assert await store.release_lease(a) is False
+    assert (await store.current_lease("rt")).token == b.token
+    assert await store.release_lease(b) is True
+    assert await store.current_lease("rt") is None
+
+
 async def test_steal_and_revoke_fence_out_the_holder_at_once(store):
     a = await store.acquire_lease("rt", "a", 30)
     b = await store.steal_lease("rt", "b", 30)

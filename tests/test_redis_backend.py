@@ -120,6 +120,19 @@ async def test_foreign_value_of_wrong_type_fails_before_any_write(redis_backend)
     assert await raw.exists(keys.snapshot, keys.receipts, keys.run_seqs, keys.inputs) == 0
 
 
+async def test_lease_scripts_refuse_foreign_key_types(redis_backend):
+    # A meta key of the wrong type would fail the scripts' last command,
+    # after the epoch moved on: the check up front keeps them all-or-nothing.
+    store, raw = redis_backend.open(), redis_backend.client()
+    keys = KeyLayout(redis_backend.namespace).runtime("rt")
+    await raw.set(keys.meta, b"not a hash")
+    with pytest.raises(WriteFailed, match="WRONGTYPE"):
+        await store.acquire_lease("rt", "w", 30)
+    with pytest.raises(WriteFailed, match="WRONGTYPE"):
+        await store.revoke_lease("rt")
+    assert await raw.exists(keys.lease, keys.fence) == 0
+
+
 async def test_corrupt_values_are_read_failed(redis_backend):
     store, raw = redis_backend.open(), redis_backend.client()
     keys = KeyLayout(redis_backend.namespace).runtime("rt")
