@@ -43,7 +43,7 @@ from .errors import (
 )
 from .keys import KeyLayout, receipt_field
 from .scripts import Scripts
-from .urls import has_credentials, redact
+from .urls import has_credentials, pop_store_options, redact
 
 
 log = logging.getLogger("redis_store")
@@ -172,7 +172,9 @@ class RedisRuntimeStore(RuntimeStore):
         client_options.setdefault("socket_timeout", 5.0)
         client_options.setdefault("socket_connect_timeout", 5.0)
         client_options.setdefault("max_connections", 64)
-        client_options["timeout"] = client_options.pop("pool_timeout", 10.0)
+        # redis-py knows the pool's wait as ?timeout=; ours is ?pool_timeout=.
+        url, in_url = pop_store_options(url, {"pool_timeout": float})
+        client_options["timeout"] = client_options.pop("pool_timeout", in_url.get("pool_timeout", 10.0))
         client = client_from_url(url, client_options)
         store = cls(
             client, namespace, close_client=True, wait_replicas=wait_replicas, wait_timeout=wait_timeout, guard=guard,

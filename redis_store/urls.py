@@ -44,9 +44,10 @@ STORE_OPTIONS = {
 }
 
 
-def pop_store_options(url: str) -> tuple[str, dict]:
-    """Split the store's own options (``STORE_OPTIONS``) off a URL's query;
-    the rest of the URL is passed on untouched."""
+def pop_store_options(url: str, known: dict | None = None) -> tuple[str, dict]:
+    """Split the store's own options (``STORE_OPTIONS``, or ``known``: name
+    -> type) off a URL's query; the rest of the URL is passed on untouched."""
+    known = STORE_OPTIONS if known is None else known
     # The query starts at the first "?" after the user info, which may hold one.
     at = url.rfind("@")
     cut = url.find("?", at + 1)
@@ -54,15 +55,15 @@ def pop_store_options(url: str) -> tuple[str, dict]:
     options: dict = {}
     rest = []
     for key, value in parse_qsl(query_text, keep_blank_values=True):
-        if key not in STORE_OPTIONS:
+        if key not in known:
             rest.append((key, value))
             continue
         if key in options:
             raise ValueError(f"store URL gives ?{key}= more than once")
         try:
-            options[key] = STORE_OPTIONS[key](value)
+            options[key] = known[key](value)
         except ValueError:
-            raise ValueError(f"store URL option {key}={value!r} is not a {STORE_OPTIONS[key].__name__}") from None
+            raise ValueError(f"store URL option {key}={value!r} is not a {known[key].__name__}") from None
     return (f"{base}?{urlencode(rest)}" if rest else base), options
 
 

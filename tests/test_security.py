@@ -901,8 +901,28 @@ def test_doctor_never_prints_part_of_a_malformed_password(capsys):
 
 @pytest.mark.real_server
 def test_doctor_takes_the_same_url_as_the_other_commands(secured, capsys):
-    code, _ = _cli(capsys, "doctor", secured.admin_url(namespace="cli"))
-    assert code in (0, 1)
+    code, output = _cli(capsys, "doctor", secured.admin_url(namespace="cli"), "--json")
+    findings = {f["topic"]: f for f in json.loads(output)["findings"]}
+    # It connected and read the server (this test server runs without
+    # persistence, hence exit 1), rather than failing on the URL.
+    assert findings["server"]["level"] == "ok" and findings["persistence"]["level"] == "fail"
+    assert "connection" not in findings
+    assert code == 1
+
+
+# README, Least privilege: "+memory|usage for inspect".
+@pytest.mark.real_server
+def test_inspect_needs_memory_usage_beyond_the_worker_rule(secured, capsys):
+    namespace = "tenant-inspect"
+    asyncio.run(_seed(secured.admin_url(namespace=namespace), "rt"))
+    secured.add_worker("worker-inspect", namespace)
+    url = secured.url("worker-inspect", WORKER_PW, namespace=namespace)
+    code, output = _cli(capsys, "inspect", url, "rt")
+    assert code != 0 and "memory" in output.lower(), output
+    secured.add_worker("worker-inspect", namespace, "+memory|usage")
+    code, output = _cli(capsys, "inspect", url, "rt", "--json")
+    assert code == 0, output
+    assert json.loads(output)["stored_bytes"] > 0
 
 
 def test_doctor_recommends_exactly_the_tested_worker_rule():
