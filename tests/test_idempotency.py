@@ -82,6 +82,28 @@ async def test_the_same_commit_id_with_other_input_updates_is_refused(store):
     assert await store.dump_runtime("rt") == before
 
 
+async def test_every_part_of_a_commit_is_in_its_fingerprint(store):
+    run_id, state = RunId.new(), InputState.new_accepted(InputId.new())
+    one, two = SessionDelta(session_json(1)), SessionDelta(session_json(2))
+    await store.commit_session_boundary("rt", one, run_id, RunApplyBoundary.RUN_START, [state.input_id], [state], commit_id="c")
+    await store.atomic_apply("rt", one, make_receipt(run_id, 7), [state], commit_id="a")
+    before = await store.dump_runtime("rt")
+    others = [  # each differs from the first commit in one part only
+        lambda: store.commit_session_boundary("rt", two, run_id, RunApplyBoundary.RUN_START, [state.input_id], [state], commit_id="c"),
+        lambda: store.commit_session_boundary("rt", one, RunId.new(), RunApplyBoundary.RUN_START, [state.input_id], [state], commit_id="c"),
+        lambda: store.commit_session_boundary("rt", one, run_id, RunApplyBoundary.IMMEDIATE, [state.input_id], [state], commit_id="c"),
+        lambda: store.commit_session_boundary("rt", one, run_id, RunApplyBoundary.RUN_START, [], [state], commit_id="c"),
+        lambda: store.atomic_apply("rt", two, make_receipt(run_id, 7), [state], commit_id="a"),
+        lambda: store.atomic_apply("rt", None, make_receipt(run_id, 7), [state], commit_id="a"),
+        lambda: store.atomic_apply("rt", one, make_receipt(run_id, 7, message_count=1), [state], commit_id="a"),
+        lambda: store.atomic_apply("rt", one, make_receipt(run_id, 7), [state], commit_id="c"),  # a commit's id
+    ]
+    for call in others:
+        with pytest.raises(CommitIdReused):
+            await call()
+    assert await store.dump_runtime("rt") == before
+
+
 # README, Running a fleet: "Ids are kept for commit_id_ttl seconds ... on the server's clock".
 async def test_commit_ids_are_kept_for_a_bounded_time(backend):
     # Ordering, not sleeps: the retry comes well inside the ttl (a stall of

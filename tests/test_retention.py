@@ -72,9 +72,16 @@ async def test_the_snapshot_receipt_is_never_dropped(store):
 
 
 async def test_prune_arguments_are_checked(store):
-    for kwargs in ({"keep_runs": -1}, {"batch": 0}, {"batch": 10**6}, {"keep_runs": True}):
-        with pytest.raises(ValueError):
+    for kwargs in ({"keep_runs": -1}, {"batch": 0}, {"batch": 10_001}, {"batch": True}, {"batch": 2.0}, {"keep_runs": True}):
+        with pytest.raises(ValueError, match="keep_runs must be a non-negative int|batch must be an int in \\[1, 10000\\]"):
             await store.prune_runtime("rt", **kwargs)
+    run_id = RunId.new()
+    for _ in range(3):
+        await store.commit_session_boundary("rt", SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [])
+    other = RunId.new()
+    await store.commit_session_boundary("rt", SessionDelta(session_json(1)), other, RunApplyBoundary.RUN_START, [], [])
+    assert (await store.prune_runtime("rt", keep_runs=2, batch=10_000)).receipts_removed == 0  # fewer runs than kept
+    assert (await store.prune_runtime("rt", keep_runs=1, batch=1)).receipts_removed == 3  # in batches of one
 
 
 async def test_the_receipt_atomic_apply_stored_the_snapshot_with_stays(store):
