@@ -181,6 +181,7 @@ async def crashes(request):
         await crashes.close()
 
 
+# README, Guarantees: "appendfsync always: all there, exactly as acknowledged".
 async def test_sigkill_with_appendfsync_always_loses_and_splits_no_commit(crashes):
     started = time.monotonic()
     c = crashes(AOF_ALWAYS)
@@ -221,6 +222,7 @@ async def test_sigkill_with_rdb_snapshots_loses_a_tail_never_part(crashes):
     assert c.stats.protected >= 10 * kills, "too few writes were acknowledged before a save to check anything"
 
 
+# README, Guarantees: "no persistence: nothing survives a restart; ... sequences from 0".
 async def test_without_persistence_nothing_survives_a_restart(crashes):
     c = crashes(NO_PERSISTENCE)
     store = c.verifier
