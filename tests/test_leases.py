@@ -108,7 +108,9 @@ async def test_renew_keeps_a_lease_alive_past_its_ttl(store):
         await asyncio.sleep(0.05)
         lease = await store.renew_lease(lease)
     await store.persist_runtime_state("rt", RuntimeState.IDLE, lease=lease)
-    assert 0 < (await store.current_lease("rt")).ttl_ms <= ttl * 1000
+    current = await store.current_lease("rt")
+    assert (current.owner, current.token) == ("w", lease.token)
+    assert 0 < current.ttl_ms <= ttl * 1000
 
 
 async def test_releasing_a_lost_lease_leaves_the_new_holder_alone(store):
