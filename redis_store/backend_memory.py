@@ -321,6 +321,9 @@ class InMemoryRuntimeStore(RuntimeStore):
             if runtime is None:
                 return 0
             cutoff = _now_ms() - self.commit_id_ttl_ms
+            if runtime.commits_at <= cutoff:  # expired as a whole, as Redis expires both keys: none left to forget
+                runtime.commits.clear()
+                return 0
             expired = [c for c, (_, _, at) in runtime.commits.items() if at <= cutoff][:batch]
             for commit_id in expired:
                 del runtime.commits[commit_id]

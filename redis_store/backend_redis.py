@@ -35,7 +35,7 @@ from .script_errors import script_error
 from .scripts import Scripts
 from .clients import client_from_url
 from .telemetry import note_refusal_retry, note_replay
-from .urls import redact
+from .urls import pop_store_options, redact
 
 
 log = logging.getLogger("redis_store")
@@ -119,7 +119,9 @@ class RedisRuntimeStore(RuntimeStore):
         client_options.setdefault("socket_timeout", 5.0)
         client_options.setdefault("socket_connect_timeout", 5.0)
         client_options.setdefault("max_connections", 64)
-        client_options["timeout"] = client_options.pop("pool_timeout", 10.0)
+        # redis-py knows the pool's wait as ?timeout=; ours is ?pool_timeout=.
+        url, in_url = pop_store_options(url, {"pool_timeout": float})
+        client_options["timeout"] = client_options.pop("pool_timeout", in_url.get("pool_timeout", 10.0))
         client = client_from_url(url, client_options)
         return cls(client, namespace, close_client=True, where=redact(url), **store_options, **redis_options)
 

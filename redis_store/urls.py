@@ -34,9 +34,10 @@ def has_credentials(url: str) -> bool:
     return bool(_USERINFO.search(url)) or any(_secret_param(m.group(1)) for m in _QUERY_PARAM.finditer(url))
 
 
-def pop_store_options(url: str) -> tuple[str, dict]:
-    """Split the store's own options (``URL_OPTIONS``) off a URL's query;
-    the rest of the URL is passed on untouched."""
+def pop_store_options(url: str, known: dict | None = None) -> tuple[str, dict]:
+    """Split the store's own options (``URL_OPTIONS``, or ``known``: name
+    -> type) off a URL's query; the rest of the URL is passed on untouched."""
+    known = URL_OPTIONS if known is None else known
     # The query starts at the first "?" after the user info, which may hold one.
     at = url.rfind("@")
     cut = url.find("?", at + 1)
@@ -44,15 +45,15 @@ def pop_store_options(url: str) -> tuple[str, dict]:
     options: dict = {}
     rest = []
     for key, value in parse_qsl(query_text, keep_blank_values=True):
-        if key not in URL_OPTIONS:
+        if key not in known:
             rest.append((key, value))
             continue
         if key in options:
             raise ValueError(f"store URL gives ?{key}= more than once")
         try:
-            options[key] = URL_OPTIONS[key](value)
+            options[key] = known[key](value)
         except ValueError:
-            raise ValueError(f"store URL option {key}={value!r} is not a {URL_OPTIONS[key].__name__}") from None
+            raise ValueError(f"store URL option {key}={value!r} is not a {known[key].__name__}") from None
     return (f"{base}?{urlencode(rest)}" if rest else base), options
 
 

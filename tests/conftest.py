@@ -3,11 +3,16 @@ Valkey servers started here. Every test gets its own namespace.
 
 ``sync-<name>`` backends run the same tests through ``redis_store.sync``:
 each store call is made, blocking, from a worker thread (as a thread-pool
-worker would) and awaited by the test, so every test body serves both APIs."""
+worker would) and awaited by the test, so every test body serves both APIs.
+
+``REDIS_STORE_BACKENDS=memory,fakeredis`` narrows the backends (mutation
+testing uses it, with ``-m "not real_server"``, to stay in-process).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 
 import fakeredis
@@ -20,13 +25,20 @@ from redis_store.sync import SyncRuntimeStore
 
 from servers import HOW_TO_ENABLE, REQUIRE_ENV, ServerProcess, redis_binary, servers_required, valkey_binary
 
-BACKENDS = ["memory", "fakeredis", "redis", "valkey", "cluster"]
+def _chosen(names: list[str]) -> list[str]:
+    wanted = os.environ.get("REDIS_STORE_BACKENDS")
+    return names if not wanted else [name for name in names if name in wanted.split(",")]
+
+
+BACKENDS = _chosen(["memory", "fakeredis", "redis", "valkey", "cluster"])
 #: The conformance suite also runs through the blocking API on these.
-SYNC_BACKENDS = ["sync-memory", "sync-fakeredis", "sync-redis"]
+SYNC_BACKENDS = _chosen(["sync-memory", "sync-fakeredis", "sync-redis"])
 REAL = {"redis": redis_binary, "valkey": valkey_binary}
 
 
 def _server(kind: str):
+    if not _chosen([kind]):
+        pytest.skip(f"REDIS_STORE_BACKENDS leaves out {kind}")
     binary = REAL[kind]()
     if binary is None:
         message = f"no {kind} server binary: {HOW_TO_ENABLE[kind]}"
@@ -182,4 +194,4 @@ async def store(backend):
 
 
 #: Redis-protocol backends only, for tests of Redis behaviour.
-redis_backend = pytest.fixture(params=["fakeredis", "redis", "valkey", "cluster"])(_backend)
+redis_backend = pytest.fixture(params=_chosen(["fakeredis", "redis", "valkey", "cluster"]))(_backend)

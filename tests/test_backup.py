@@ -163,6 +163,17 @@ async def test_a_runtime_holding_other_data_is_refused_unless_replace(target):
     assert await target.fencing_epoch("rt-plain") > lease.token
 
 
+async def test_restore_without_replace_leaves_a_runtime_holding_data_alone(target):
+    """The store itself refuses, atomically (the script on Redis), whatever
+    an importer checked before: a runtime that holds data stays as it was."""
+    memory = open_store("memory://")
+    await populate(memory)
+    await target.persist_input_state("rt-plain", InputState.new_accepted(InputId.new()))
+    before = await target.dump_runtime("rt-plain")
+    assert await target.restore_runtime("rt-plain", await memory.dump_runtime("rt-plain")) is False
+    assert await target.dump_runtime("rt-plain") == before
+
+
 async def test_the_fencing_epoch_is_never_lowered(target):
     memory = open_store("memory://")
     await populate(memory)

@@ -416,6 +416,36 @@ async def test_bad_arguments_raise_before_anything_is_written(store):
     assert await store.load_boundary_receipt("rt", run_id, 0) is None
 
 
+async def test_bad_arguments_name_what_is_wrong(store):
+    """README, The contract: "bad arguments ... TypeError/ValueError": the
+    message names the argument, so a caller can tell which one."""
+    run_id, state = RunId.new(), InputState.new_accepted(InputId.new())
+    receipt = make_receipt(run_id, 0)
+    cases = [
+        ("runtime_id must be a LogicalRuntimeId or str, got int", lambda s: s.persist_input_state(123, state)),
+        ("runtime_id must not be empty", lambda s: s.persist_input_state("", state)),
+        ("runtime_id is not valid Unicode", lambda s: s.persist_input_state("\ud800", state)),
+        ("runtime_id is 4097 bytes of UTF-8; at most 4096", lambda s: s.persist_input_state("x" * 4097, state)),
+        ("session_delta must be a SessionDelta, got bytes", lambda s: s.atomic_apply("rt", b"{}", receipt, [])),
+        ("session_store_key must be a SessionId, got str", lambda s: s.atomic_apply("rt", None, receipt, [], session_store_key="x")),
+        ("input_updates", lambda s: s.atomic_apply("rt", None, receipt, [state, None])),
+        (r"input_states\[1\] must be a InputState, got str", lambda s: s.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [state, "x"])),
+        ("input_updates", lambda s: s.commit_session_boundary("rt", delta(), run_id, RunApplyBoundary.RUN_START, [], [state, 1])),
+        ("session_delta must be a SessionDelta", lambda s: s.commit_session_boundary("rt", b"{}", run_id, RunApplyBoundary.RUN_START, [], [])),
+        ("run_id must be a RunId, got str", lambda s: s.commit_session_boundary("rt", delta(), str(run_id), RunApplyBoundary.RUN_START, [], [])),
+        ("boundary must be a RunApplyBoundary", lambda s: s.commit_session_boundary("rt", delta(), run_id, "run_start", [], [])),
+        (r"contributing_input_ids\[0\] must be a InputId", lambda s: s.commit_session_boundary("rt", delta(), run_id, RunApplyBoundary.RUN_START, ["x"], [])),
+        ("sequence", lambda s: s.load_boundary_receipt("rt", run_id, -1)),
+        ("run_id must be a RunId", lambda s: s.load_boundary_receipt("rt", str(run_id), 0)),
+        ("input_id must be a InputId", lambda s: s.load_input_state("rt", str(state.input_id))),
+        ("state must be a RuntimeState", lambda s: s.persist_runtime_state("rt", "idle")),
+    ]
+    for message, call in cases:
+        with pytest.raises((TypeError, ValueError), match=message):
+            await call(store)
+    await assert_untouched(store, "rt")
+
+
 # -- lifetime -----------------------------------------------------------------------------
 
 async def test_closed_store_refuses_calls(backend):
@@ -442,7 +472,7 @@ async def test_list_runtimes_pages_through_every_runtime(store):
         if cursor == 0:
             break
     assert set(seen) == set(TRICKY_IDS)
-    assert pages >= 1
+    assert pages > 1  # 15 runtimes at count=4 need several pages: the cursor really pages
     with pytest.raises(ValueError):
         await store.list_runtimes(-1)
     with pytest.raises(ValueError):

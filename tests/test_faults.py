@@ -51,6 +51,7 @@ async def violations(store):
     return [v async for report in check_store(store) for v in report.violations]
 
 
+# README, Timeouts and connections: "No call hangs ... recovers by itself when the server is back".
 async def test_dead_server_fails_fast_and_the_store_recovers_when_it_returns(node):
     async with open_store(f"redis://127.0.0.1:{node.port}/0?namespace=restart", **FAST) as store:
         run_id = RunId.new()
@@ -93,6 +94,7 @@ async def test_paused_server_times_out_then_a_commit_id_retry_settles_it(node):
     admin.close()
 
 
+# README, How it is stored: "a NOSCRIPT reply ... reloads them transparently".
 async def test_script_flush_during_commits_is_transparent(node):
     admin = redis.asyncio.Redis(port=node.port)
     async with open_store(f"redis://127.0.0.1:{node.port}/0?namespace=flush") as store:
@@ -115,6 +117,7 @@ async def test_script_flush_during_commits_is_transparent(node):
     await admin.aclose()
 
 
+# README, Timeouts and connections: "Redis out of memory is reported as such (nothing was written)".
 async def test_maxmemory_gives_a_clear_error_writes_nothing_partial_and_recovers(redis_server):
     server = NodeProcess(redis_server.binary, "--maxmemory", "3mb", "--maxmemory-policy", "noeviction").start()
     try:
@@ -145,6 +148,7 @@ async def test_maxmemory_gives_a_clear_error_writes_nothing_partial_and_recovers
         server.stop()
 
 
+# README, Unreadable rows: "load_readable_input_states returns every readable row".
 async def test_a_corrupt_row_does_not_hide_the_others(redis_server):
     async with open_store(f"{redis_server.url}?namespace=corrupt-rows") as store:
         states = [InputState.new_accepted(InputId.new()) for _ in range(4)]
@@ -165,6 +169,7 @@ async def test_a_corrupt_row_does_not_hide_the_others(redis_server):
         assert await store.load_input_states("healthy") == [states[0]]  # other runtimes too
 
 
+# README, Timeouts and connections: "callers wait up to 10 s for (pool_timeout)".
 async def test_a_busy_pool_waits_for_a_free_connection(node, redis_server):
     admin = redis.Redis(port=node.port)
     async with open_store(f"redis://127.0.0.1:{node.port}/0?namespace=pool", max_connections=3, pool_timeout=30) as store:

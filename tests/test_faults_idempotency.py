@@ -35,6 +35,7 @@ async def _warm(store) -> None:
     await store.commit_session_boundary("warm", SessionDelta(session_json(1)), RunId.new(), RunApplyBoundary.RUN_START, [], [])
 
 
+# README, Guarantees: "a retry with the same commit_id returns the original receipt and mints nothing".
 async def test_retry_after_a_lost_reply_returns_the_original_receipt(proxied):
     proxy, client = proxied
     store = RedisRuntimeStore(client(retries=0), namespace="fault-idem-1")
@@ -55,6 +56,7 @@ async def test_retry_after_a_lost_reply_returns_the_original_receipt(proxied):
     assert (await store.commit_session_boundary(*args, commit_id="c-43")).sequence == 1
 
 
+# README, Running a fleet: "redis-py's own client retries ... without one it can commit twice".
 async def test_client_retries_are_safe_with_a_commit_id_and_duplicate_without(proxied):
     proxy, client = proxied
     store = RedisRuntimeStore(client(retries=3), namespace="fault-idem-2")

@@ -103,3 +103,28 @@ async def test_managed_service_without_config_carries_on(redis_server, caplog, f
 def test_guard_value_is_checked():
     with pytest.raises(ValueError, match="guard must be"):
         open_store("fakeredis://guard?guard=maybe")
+
+
+# README, Guard rails: guard="refuse" raises "when a check fails outright
+# (... a server too old)". No Redis 4 binary is at hand, so a real server's
+# INFO is made to report one; everything else is the real server's.
+async def test_refuse_mode_refuses_a_server_too_old_for_the_scripts(redis_server):
+    import redis.asyncio
+
+    from redis_store import RedisRuntimeStore
+
+    client = redis.asyncio.Redis(port=redis_server.port)
+    real_info = client.info
+
+    async def info(section=None, *args, **kwargs):
+        found = await real_info(section, *args, **kwargs)
+        return {**found, "redis_version": "4.0.14"} if section == "server" else found
+
+    client.info = info
+    store = RedisRuntimeStore(client, "guard7", guard="refuse", close_client=True)
+    with pytest.raises(UnsafeServer, match=r"Redis 4\.0\.14.*scripts need Redis 5 or newer"):
+        await store.persist_runtime_state("rt", RuntimeState.IDLE)
+    raw = redis.Redis(port=redis_server.port)
+    assert raw.keys("guard7:*") == []
+    raw.close()
+    await store.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import pytest
 
@@ -37,6 +38,15 @@ def every_write(store, rid, **kw):
         store.commit_session_boundary(rid, delta(1), RunId.new(), RunApplyBoundary.RUN_START, [], [state], **kw),
         store.atomic_apply(rid, delta(1), make_receipt(RunId.new(), 0), [state], **kw),
     ]
+
+
+async def until_expired(store, rid, timeout: float = 10.0) -> None:
+    """Wait until the store itself reports the lease gone (its clock, not
+    ours): ordering instead of a sleep with little slack."""
+    deadline = time.monotonic() + timeout
+    while await store.current_lease(rid) is not None:
+        assert time.monotonic() < deadline, f"the lease of {rid} did not expire within {timeout} s"
+        await asyncio.sleep(0.02)
 
 
 async def assert_every_write_fenced_out(store, rid, lease):
@@ -83,8 +93,7 @@ async def test_released_lease_fences_out_every_write(store):
 
 async def test_expired_lease_is_fenced_out_and_tokens_never_go_back(store):
     lease = await store.acquire_lease("rt", "w", 0.15)
-    await asyncio.sleep(0.3)  # runs out on the store's clock
-    assert await store.current_lease("rt") is None
+    await until_expired(store, "rt")  # runs out on the store's clock
     await assert_every_write_fenced_out(store, "rt", lease)
     with pytest.raises(FencedOut):
         await store.renew_lease(lease)
@@ -92,12 +101,27 @@ async def test_expired_lease_is_fenced_out_and_tokens_never_go_back(store):
 
 
 async def test_renew_keeps_a_lease_alive_past_its_ttl(store):
-    lease = await store.acquire_lease("rt", "w", 0.4)
-    for _ in range(3):
-        await asyncio.sleep(0.2)
+    # Renewed every 50 ms, a 1 s lease survives stalls of up to ~0.9 s; the
+    # write comes after the first ttl has certainly run out.
+    ttl = 1.0
+    lease = await store.acquire_lease("rt", "w", ttl)
+    expired_by = time.monotonic() + ttl  # the server started the ttl before we got the reply
+    while time.monotonic() < expired_by + 0.1:
+        await asyncio.sleep(0.05)
         lease = await store.renew_lease(lease)
     await store.persist_runtime_state("rt", RuntimeState.IDLE, lease=lease)
-    assert 0 < (await store.current_lease("rt")).ttl_ms <= 400
+    current = await store.current_lease("rt")
+    assert (current.owner, current.token) == ("w", lease.token)
+    assert 0 < current.ttl_ms <= ttl * 1000
+
+
+async def test_releasing_a_lost_lease_leaves_the_new_holder_alone(store):
+    a = await store.acquire_lease("rt", "a", 30)
+    b = await store.steal_lease("rt", "b", 30)
+    assert await store.release_lease(a) is False
+    assert (await store.current_lease("rt")).token == b.token
+    assert await store.release_lease(b) is True
+    assert await store.current_lease("rt") is None
 
 
 async def test_steal_and_revoke_fence_out_the_holder_at_once(store):
@@ -134,9 +158,9 @@ async def test_frozen_worker_never_interleaves_with_the_new_owner(store):
     """Two workers fight over one runtime; A freezes past its lease. Every
     later write of A is rejected and B's history stays intact."""
     rid, run = "contested", RunId.new()
-    a = store.fenced(await store.acquire_lease(rid, "worker-a", 0.2))
+    a = store.fenced(await store.acquire_lease(rid, "worker-a", 1.0))
     await a.commit_session_boundary(rid, SessionDelta(session_json(1)), run, RunApplyBoundary.RUN_START, [], [])
-    await asyncio.sleep(0.35)  # A is frozen (GC pause, network stall) past its lease
+    await until_expired(store, rid)  # A is frozen (GC pause, network stall) past its lease
     b_lease = await store.acquire_lease(rid, "worker-b", 30)
     b = store.fenced(b_lease)
     b_inputs = [InputState.new_accepted(InputId.new()) for _ in range(3)]
@@ -157,10 +181,15 @@ async def test_frozen_worker_never_interleaves_with_the_new_owner(store):
 
 
 async def test_lease_keeper_renews_and_reports_loss(store):
-    lease = await store.acquire_lease("rt", "w", 0.3)
+    # The keeper renews every ttl/3: a stall of up to ~0.6 s is harmless, and
+    # the check comes after the first ttl has certainly run out.
+    ttl = 1.0
+    lease = await store.acquire_lease("rt", "w", ttl)
+    expired_by = time.monotonic() + ttl
     async with LeaseKeeper(store, lease) as keeper:
-        await asyncio.sleep(0.7)  # more than twice the ttl
+        await asyncio.sleep(expired_by + 0.2 - time.monotonic())
         keeper.check()
+        assert keeper.lease.token == lease.token
         await store.persist_runtime_state("rt", RuntimeState.RUNNING, lease=keeper.lease)
         await store.steal_lease("rt", "operator", 30)
         await asyncio.wait_for(keeper.lost.wait(), timeout=2)

@@ -69,6 +69,30 @@ async def test_keys_are_exactly_the_documented_layout(redis_backend):
     assert keys.inputs == f"{redis_backend.namespace}:rt:{{rt-1}}:inputs"
 
 
+def test_key_names_are_a_stable_format():
+    # Stored data outlives releases: every key name is pinned here literally
+    # (README, "How it is stored in Redis"), not derived from KeyLayout.
+    from redis_store.keys import RuntimeKeys, check_namespace
+
+    base = "prod:eu:rt:{a%7Bb%7D%25c}:"
+    assert KeyLayout("prod:eu").runtime("a{b}%c") == RuntimeKeys(
+        state=base + "state", snapshot=base + "snapshot", inputs=base + "inputs", input_order=base + "input_order",
+        receipts=base + "receipts", run_seqs=base + "run_seqs", meta=base + "meta", lease=base + "lease",
+        commits=base + "commits", commit_log=base + "commit_log", fence=base + "fence",
+        idempotency=base + "idempotency",
+    )
+    assert KeyLayout().runtime("x").meta == "meerkat:rt:{x}:meta"
+    assert KeyLayout("p*").meta_pattern() == "p\\*:rt:{*}:meta"
+    assert KeyLayout("prod:eu").runtime_of_meta(base + "meta") == "a{b}%c"
+    with pytest.raises(TypeError, match="namespace must be a str, got int"):
+        check_namespace(1)
+    with pytest.raises(ValueError, match="must not be empty"):
+        check_namespace("")
+    for bad in ("a{b", "a}b"):
+        with pytest.raises(ValueError, match="must not contain '{' or '}'"):
+            check_namespace(bad)
+
+
 async def test_every_script_call_stays_in_one_cluster_slot(redis_backend):
     store, raw = redis_backend.open(), redis_backend.client()
     calls = []
@@ -170,6 +194,19 @@ async def test_a_foreign_type_on_any_key_fails_the_commit_before_any_write(redis
                                      lease=lease, commit_id="c")
     assert "nothing was written" in str(caught.value)
     assert {k: await raw.dump(k) for k in keys} == before  # nothing written, nothing touched
+
+
+async def test_lease_scripts_refuse_foreign_key_types(redis_backend):
+    # A meta key of the wrong type would fail the scripts' last command,
+    # after the epoch moved on: the check up front keeps them all-or-nothing.
+    store, raw = redis_backend.open(), redis_backend.client()
+    keys = KeyLayout(redis_backend.namespace).runtime("rt")
+    await raw.set(keys.meta, b"not a hash")
+    with pytest.raises(WriteFailed, match="WRONGTYPE"):
+        await store.acquire_lease("rt", "w", 30)
+    with pytest.raises(WriteFailed, match="WRONGTYPE"):
+        await store.revoke_lease("rt")
+    assert await raw.exists(keys.lease, keys.fence) == 0
 
 
 async def test_corrupt_values_are_read_failed(redis_backend):

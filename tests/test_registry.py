@@ -108,3 +108,47 @@ def test_passwords_with_special_characters_never_leak(url, password):
         text = str(exc)
     assert "***" in text
     assert not any(piece in text for piece in pieces), text
+
+
+# README, Usage and Operating it safely: "defaults: 5 s socket timeouts, 64
+# connections, 10 s to wait for one"; "snapshots up to 32 MiB and 10 000
+# input states per call by default"; commit ids kept "default a day".
+async def test_defaults_of_a_store_opened_from_a_url():
+    from redis_store.contract import StoreOptions
+
+    store = open_store("redis://127.0.0.1:1/0")  # nothing is sent until the first call
+    pool = store._client.connection_pool
+    assert type(pool).__name__ == "BlockingConnectionPool"
+    assert (pool.max_connections, pool.timeout) == (64, 10.0)
+    assert (pool.connection_kwargs["socket_timeout"], pool.connection_kwargs["socket_connect_timeout"]) == (5.0, 5.0)
+    assert store.options == StoreOptions()
+    assert (StoreOptions().max_snapshot_bytes, StoreOptions().max_inputs_per_call) == (32 * 1024 * 1024, 10_000)
+    assert StoreOptions().commit_id_ttl == 24 * 3600
+    await store.aclose()
+    tuned = open_store("redis://127.0.0.1:1/0?socket_timeout=1.5&socket_connect_timeout=2&max_connections=3&pool_timeout=4")
+    pool = tuned._client.connection_pool
+    assert (pool.max_connections, pool.timeout) == (3, 4.0)
+    assert (pool.connection_kwargs["socket_timeout"], pool.connection_kwargs["socket_connect_timeout"]) == (1.5, 2.0)
+    await tuned.aclose()
+
+
+# README, Running a fleet / Operating it safely: "?commit_id_ttl=",
+# "?max_snapshot_bytes=&max_inputs_per_call= in the URL".
+@pytest.mark.parametrize("url", ["memory://", "fakeredis://url-options", "redis://127.0.0.1:1/0"])
+async def test_store_options_in_the_url(url):
+    from redis_store import InputId, InputState, RunApplyBoundary, RunId, SessionDelta
+    from sessions import session_json
+
+    store = open_store(f"{url}?commit_id_ttl=7.5&max_snapshot_bytes=1000&max_inputs_per_call=2")
+    assert (store.options.commit_id_ttl, store.options.max_snapshot_bytes, store.options.max_inputs_per_call) == (7.5, 1000, 2)
+    assert store.commit_id_ttl_ms == 7500
+    run_id = RunId.new()
+    with pytest.raises(ValueError, match="max_snapshot_bytes"):
+        await store.commit_session_boundary("rt", SessionDelta(session_json(40)), run_id, RunApplyBoundary.RUN_START, [], [])
+    states = [InputState.new_accepted(InputId.new()) for _ in range(3)]
+    with pytest.raises(ValueError, match="max_inputs_per_call"):
+        await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, states)
+    keyword = open_store(f"{url}?max_inputs_per_call=2", max_inputs_per_call=5)  # keyword arguments win
+    assert keyword.options.max_inputs_per_call == 5
+    await store.aclose()
+    await keyword.aclose()

@@ -9,30 +9,37 @@ import time
 
 import pytest
 
-from redis_store import InputId, InputState, RunApplyBoundary, RunId, SessionDelta
+from redis_store import InputId, InputState, ReadFailed, RunApplyBoundary, RunId, SessionDelta
 from redis_store.audit import examine
 from redis_store.contract import StoreOptions
+from redis_store.keys import KeyLayout
 from sessions import session_json
+from test_conformance import make_receipt
 
 BOTH_APIS = True  # also through redis_store.sync (conftest.SYNC_BACKENDS)
 
 
+async def _sleep_until(moment: float) -> None:
+    await asyncio.sleep(max(0.0, moment - time.monotonic()))
+
+
+# README, Retention: "It forgets commit ids older than commit_id_ttl ... in steps of at most batch".
 async def test_old_commit_ids_are_forgotten_in_batches(backend):
-    store = backend.open(commit_id_ttl=1.0)
+    # Ordering, not sleeps: c7 is committed half a ttl after c6, and the
+    # prune runs just after c6's ttl ran out, half a ttl before c7's does.
+    # Each step has ~0.7 s of slack for a stalled process.
+    ttl = 1.5
+    store = backend.open(commit_id_ttl=ttl)
     run_id, snapshot = RunId.new(), SessionDelta(session_json(1))
     for n in range(7):
         await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [], commit_id=f"c{n}")
-    last_old = time.monotonic()  # c0..c6 were remembered (server clock) before this
+    last_old = time.monotonic()  # c0..c6 were recorded before this
     report = await store.prune_runtime("rt")
     assert report.commit_ids_forgotten == 0  # all still within the retention
-    await asyncio.sleep(last_old + 0.7 - time.monotonic())
+    await _sleep_until(last_old + ttl / 2)
     # The runtime keeps committing, so its commit-id keys never expire as a whole:
     await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [], commit_id="c7")
-    # Timed from when the commits finished, not from when they started, so a
-    # slow commit (a loaded machine, the sync API's thread hop) cannot shift
-    # the windows: c0..c6 are now past the retention; c7 is 0.7 s younger and
-    # stays remembered for the prune steps and the retry below.
-    await asyncio.sleep(last_old + 1.05 - time.monotonic())
+    await _sleep_until(last_old + ttl + 0.05)  # c0..c6 are now past the retention, c7 is not
     report = await store.prune_runtime("rt", batch=3)  # three script calls of at most 3
     assert (report.commit_ids_forgotten, report.receipts_removed) == (7, 0)
     assert await store.prune_runtime("rt") == type(report)(0, 0)
@@ -66,9 +73,16 @@ async def test_the_snapshot_receipt_is_never_dropped(store):
 
 
 async def test_prune_arguments_are_checked(store):
-    for kwargs in ({"keep_runs": -1}, {"batch": 0}, {"batch": 10**6}, {"keep_runs": True}):
-        with pytest.raises(ValueError):
+    for kwargs in ({"keep_runs": -1}, {"batch": 0}, {"batch": 10_001}, {"batch": True}, {"batch": 2.0}, {"keep_runs": True}):
+        with pytest.raises(ValueError, match="keep_runs must be a non-negative int|batch must be an int in \\[1, 10000\\]"):
             await store.prune_runtime("rt", **kwargs)
+    run_id = RunId.new()
+    for _ in range(3):
+        await store.commit_session_boundary("rt", SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [])
+    other = RunId.new()
+    await store.commit_session_boundary("rt", SessionDelta(session_json(1)), other, RunApplyBoundary.RUN_START, [], [])
+    assert (await store.prune_runtime("rt", keep_runs=2, batch=10_000)).receipts_removed == 0  # fewer runs than kept
+    assert (await store.prune_runtime("rt", keep_runs=1, batch=1)).receipts_removed == 3  # in batches of one
 
 
 async def test_the_receipt_atomic_apply_stored_the_snapshot_with_stays(store):
@@ -87,3 +101,54 @@ def test_commit_id_ttl_is_bounded():
         with pytest.raises(ValueError):
             StoreOptions(commit_id_ttl=bad)
     assert StoreOptions(commit_id_ttl=3650 * 24 * 3600).commit_id_ttl_ms == 315_360_000_000
+
+
+# README, Retention: "a pruned receipt's key no longer conflicts in atomic_apply".
+async def test_a_pruned_receipt_no_longer_conflicts(store):
+    old, new = RunId.new(), RunId.new()
+    await store.atomic_apply("rt", None, make_receipt(old, 0), [])
+    await store.commit_session_boundary("rt", SessionDelta(session_json(1)), new, RunApplyBoundary.RUN_START, [], [])
+    assert (await store.prune_runtime("rt", keep_runs=1)).receipts_removed == 1
+    assert await store.load_boundary_receipt("rt", old, 0) is None
+    again = make_receipt(old, 0, message_count=3)
+    await store.atomic_apply("rt", None, again, [])  # no ReceiptConflict: the key is free again
+    assert await store.load_boundary_receipt("rt", old, 0) == again
+
+
+# README, Retention: "An input row that cannot be read stops pruning, since it might point at a run".
+async def test_an_unreadable_input_row_stops_pruning(redis_backend):
+    store = redis_backend.open()
+    pinned_run, other_run = RunId.new(), RunId.new()
+    pinned = InputState.new_accepted(InputId.new())
+    await store.commit_session_boundary("rt", SessionDelta(session_json(1)), pinned_run, RunApplyBoundary.RUN_START, [], [pinned])
+    for turn in range(2):
+        await store.commit_session_boundary("rt", SessionDelta(session_json(2 + turn)), other_run, RunApplyBoundary.RUN_START, [], [])
+    # The row that points at pinned_run becomes unreadable (a schema from the future).
+    keys = KeyLayout(redis_backend.namespace).runtime("rt")
+    await redis_backend.client().hset(keys.inputs, str(pinned.input_id), b"\x92\x09\x80")
+    before = await store.dump_runtime("rt")
+    with pytest.raises(ReadFailed, match=str(pinned.input_id)):
+        await store.prune_runtime("rt", keep_runs=0)
+    assert await store.dump_runtime("rt") == before  # pinned_run's receipt is still there
+
+
+# README, Retention: "A runtime's commit-id keys also expire as a whole commit_id_ttl after its last commit".
+async def test_commit_ids_expire_as_a_whole_after_the_last_commit(backend):
+    ttl = 1.0
+    store = backend.open(commit_id_ttl=ttl)
+    run_id, snapshot = RunId.new(), SessionDelta(session_json(1))
+    for n in range(3):
+        await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [], commit_id=f"c{n}")
+    last = time.monotonic()
+    if backend.is_redis:  # both keys carry the ttl, set by the last commit
+        keys = KeyLayout(backend.namespace).runtime("rt")
+        client = backend.client()
+        for key in (keys.commits, keys.commit_log):
+            assert 0 < await client.pttl(key) <= ttl * 1000
+    await _sleep_until(last + ttl + 0.05)
+    if backend.is_redis:
+        assert await client.exists(keys.commits, keys.commit_log) == 0
+    # Gone with their keys: pruning finds nothing left to forget.
+    assert (await store.prune_runtime("rt")).commit_ids_forgotten == 0
+    again = await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [], commit_id="c0")
+    assert again.sequence == 3

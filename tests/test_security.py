@@ -917,8 +917,33 @@ def test_doctor_never_prints_part_of_a_malformed_password(capsys):
 
 @pytest.mark.real_server
 def test_doctor_takes_the_same_url_as_the_other_commands(secured, capsys):
-    code, _ = _cli(capsys, "doctor", secured.admin_url(namespace="cli"))
-    assert code in (0, 1)
+    code, output = _cli(capsys, "doctor", secured.admin_url(namespace="cli"), "--json")
+    findings = {f["topic"]: f for f in json.loads(output)["findings"]}
+    # It connected and read the server (this test server runs without
+    # persistence, hence exit 1), rather than failing on the URL.
+    assert findings["server"]["level"] == "ok" and findings["persistence"]["level"] == "fail"
+    assert "connection" not in findings
+    assert code == 1
+
+
+# README, Least privilege: "+memory|usage for inspect" (Redis's own figure).
+@pytest.mark.real_server
+def test_inspect_uses_memory_usage_where_granted_and_value_lengths_otherwise(secured, capsys):
+    namespace = "tenant-inspect"
+    asyncio.run(_seed(secured.admin_url(namespace=namespace), "rt"))
+
+    def stored_bytes(output: str) -> int:
+        return int(re.search(r"stored bytes\s+(\d+)", output).group(1))
+
+    secured.add_worker("worker-inspect", namespace)
+    url = secured.url("worker-inspect", WORKER_PW, namespace=namespace)
+    code, output = _cli(capsys, "inspect", url, "rt")
+    assert code == 0, output
+    lengths = stored_bytes(output)  # MEMORY USAGE refused: the values' lengths
+    secured.add_worker("worker-inspect", namespace, "+memory|usage")
+    code, output = _cli(capsys, "inspect", url, "rt")
+    assert code == 0, output
+    assert stored_bytes(output) > lengths  # Redis's figure counts its own overhead too
 
 
 def test_doctor_recommends_exactly_the_tested_worker_rule():

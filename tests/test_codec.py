@@ -1,0 +1,66 @@
+"""The stored envelopes (redis_store/codec.py) byte for byte: stored data
+outlives releases, so the format is pinned here, not derived from the code.
+README, "How it is stored in Redis": msgpack [version, payload, sequence]."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from redis_store import InputId, InputState, RunId, RuntimeState
+from redis_store import codec
+from test_conformance import make_receipt
+
+
+def test_sequences_are_msgpack_uint64_as_lua_writes_them():
+    assert codec.seq_suffix(0) == b"\xcf" + bytes(8)
+    assert codec.seq_suffix(2**53 - 1) == b"\xcf\x00\x1f\xff\xff\xff\xff\xff\xff"
+
+
+def test_receipt_and_input_envelopes_carry_the_sequence_once_at_the_end():
+    receipt = make_receipt(RunId.new(), 7)
+    wire = receipt.to_dict()
+    unpacked = msgpack.unpackb(codec.encode_receipt(wire), raw=False)
+    assert unpacked == [1, {k: v for k, v in wire.items() if k != "sequence"}, 7]
+    assert codec.receipt_prefix(wire) + codec.seq_suffix(7) == codec.encode_receipt(wire)
+    assert codec.decode_receipt(codec.encode_receipt(wire)) == receipt
+    state = InputState.new_accepted(InputId.new())
+    state_wire = state.to_dict()
+    prefix = codec.input_state_prefix(state_wire)
+    assert msgpack.unpackb(prefix + codec.seq_suffix(3), raw=False) == [
+        1, {k: v for k, v in state_wire.items() if k != "last_boundary_sequence"}, 3]
+    assert msgpack.unpackb(codec.encode_input_state(state_wire), raw=False)[2] is None  # never stamped: nil
+    assert codec.decode_input_state(prefix + codec.seq_suffix(3)).last_boundary_sequence == 3
+
+
+def test_snapshot_and_state_envelopes():
+    assert codec.encode_snapshot(b'{"a":1}') == b"\x92\x01\xc4\x07" + b'{"a":1}'  # bin 8, not a str
+    assert codec.decode_snapshot(codec.encode_snapshot(b"\xff\x00")) == b"\xff\x00"
+    assert codec.encode_runtime_state(RuntimeState.IDLE) == b"\x92\x01\xa4idle"
+    assert codec.decode_runtime_state(b"\x92\x01\xa4idle") == RuntimeState.IDLE
+
+
+@pytest.mark.parametrize("value, message", [
+    (b"\xc1", "snapshot: not a msgpack value"),
+    (msgpack.packb([]), r"snapshot: not an envelope \(a non-empty array\)"),
+    (msgpack.packb({"v": 1}), r"snapshot: not an envelope"),
+    (msgpack.packb([0, b"x"]), "snapshot: bad schema version 0"),
+    (msgpack.packb(["1", b"x"]), "snapshot: bad schema version '1'"),
+    (msgpack.packb([2, b"x"]), "snapshot: written by schema version 2, this redis-store reads up to 1; upgrade"),
+    (msgpack.packb([1, b"x", 3]), "snapshot: expected a 2-element envelope"),
+    (msgpack.packb([1, "text"]), "snapshot: payload is not bytes"),
+])
+def test_bad_snapshot_envelopes_say_what_is_wrong(value, message):
+    with pytest.raises(codec.DecodeError, match=message):
+        codec.decode_snapshot(value)
+
+
+def test_bad_wire_envelopes_say_what_is_wrong():
+    with pytest.raises(codec.DecodeError, match="receipt: payload is not a map"):
+        codec.decode_receipt(msgpack.packb([1, [1], 0]))
+    with pytest.raises(codec.DecodeError, match="receipt: .*run_id"):  # map keys must be strings: none is a field
+        codec.decode_receipt(msgpack.packb([1, {1: "x"}, 0]))
+    with pytest.raises(codec.DecodeError, match="input_state: "):
+        codec.decode_input_state(msgpack.packb([1, {"input_id": "nope"}, None]))
+    with pytest.raises(codec.DecodeError, match="runtime_state: 'sleepy' is not a valid RuntimeState"):
+        codec.decode_runtime_state(msgpack.packb([1, "sleepy"]))
