@@ -4,7 +4,7 @@ README, "How it is stored in Redis": msgpack [version, payload, sequence]."""
 
 from __future__ import annotations
 
-import msgpack
+import msgspec
 import pytest
 
 from redis_store import InputId, InputState, RunId, RuntimeState
@@ -20,16 +20,16 @@ def test_sequences_are_msgpack_uint64_as_lua_writes_them():
 def test_receipt_and_input_envelopes_carry_the_sequence_once_at_the_end():
     receipt = make_receipt(RunId.new(), 7)
     wire = receipt.to_dict()
-    unpacked = msgpack.unpackb(codec.encode_receipt(wire), raw=False)
+    unpacked = msgspec.msgpack.decode(codec.encode_receipt(wire))
     assert unpacked == [1, {k: v for k, v in wire.items() if k != "sequence"}, 7]
     assert codec.receipt_prefix(wire) + codec.seq_suffix(7) == codec.encode_receipt(wire)
     assert codec.decode_receipt(codec.encode_receipt(wire)) == receipt
     state = InputState.new_accepted(InputId.new())
     state_wire = state.to_dict()
     prefix = codec.input_state_prefix(state_wire)
-    assert msgpack.unpackb(prefix + codec.seq_suffix(3), raw=False) == [
+    assert msgspec.msgpack.decode(prefix + codec.seq_suffix(3)) == [
         1, {k: v for k, v in state_wire.items() if k != "last_boundary_sequence"}, 3]
-    assert msgpack.unpackb(codec.encode_input_state(state_wire), raw=False)[2] is None  # never stamped: nil
+    assert msgspec.msgpack.decode(codec.encode_input_state(state_wire))[2] is None  # never stamped: nil
     assert codec.decode_input_state(prefix + codec.seq_suffix(3)).last_boundary_sequence == 3
 
 
@@ -42,13 +42,13 @@ def test_snapshot_and_state_envelopes():
 
 @pytest.mark.parametrize("value, message", [
     (b"\xc1", "snapshot: not a msgpack value"),
-    (msgpack.packb([]), r"snapshot: not an envelope \(a non-empty array\)"),
-    (msgpack.packb({"v": 1}), r"snapshot: not an envelope"),
-    (msgpack.packb([0, b"x"]), "snapshot: bad schema version 0"),
-    (msgpack.packb(["1", b"x"]), "snapshot: bad schema version '1'"),
-    (msgpack.packb([2, b"x"]), "snapshot: written by schema version 2, this redis-store reads up to 1; upgrade"),
-    (msgpack.packb([1, b"x", 3]), "snapshot: expected a 2-element envelope"),
-    (msgpack.packb([1, "text"]), "snapshot: payload is not bytes"),
+    (msgspec.msgpack.encode([]), r"snapshot: not an envelope \(a non-empty array\)"),
+    (msgspec.msgpack.encode({"v": 1}), r"snapshot: not an envelope"),
+    (msgspec.msgpack.encode([0, b"x"]), "snapshot: bad schema version 0"),
+    (msgspec.msgpack.encode(["1", b"x"]), "snapshot: bad schema version '1'"),
+    (msgspec.msgpack.encode([2, b"x"]), "snapshot: written by schema version 2, this redis-store reads up to 1; upgrade"),
+    (msgspec.msgpack.encode([1, b"x", 3]), "snapshot: expected a 2-element envelope"),
+    (msgspec.msgpack.encode([1, "text"]), "snapshot: payload is not bytes"),
 ])
 def test_bad_snapshot_envelopes_say_what_is_wrong(value, message):
     with pytest.raises(codec.DecodeError, match=message):
@@ -57,10 +57,10 @@ def test_bad_snapshot_envelopes_say_what_is_wrong(value, message):
 
 def test_bad_wire_envelopes_say_what_is_wrong():
     with pytest.raises(codec.DecodeError, match="receipt: payload is not a map"):
-        codec.decode_receipt(msgpack.packb([1, [1], 0]))
+        codec.decode_receipt(msgspec.msgpack.encode([1, [1], 0]))
     with pytest.raises(codec.DecodeError, match="receipt: .*run_id"):  # map keys must be strings: none is a field
-        codec.decode_receipt(msgpack.packb([1, {1: "x"}, 0]))
+        codec.decode_receipt(msgspec.msgpack.encode([1, {1: "x"}, 0]))
     with pytest.raises(codec.DecodeError, match="input_state: "):
-        codec.decode_input_state(msgpack.packb([1, {"input_id": "nope"}, None]))
+        codec.decode_input_state(msgspec.msgpack.encode([1, {"input_id": "nope"}, None]))
     with pytest.raises(codec.DecodeError, match="runtime_state: 'sleepy' is not a valid RuntimeState"):
-        codec.decode_runtime_state(msgpack.packb([1, "sleepy"]))
+        codec.decode_runtime_state(msgspec.msgpack.encode([1, "sleepy"]))
