@@ -123,6 +123,3 @@ class Bases:
         base = self._entries.pop(rid, None)
         if base is not None:
             self.bytes -= len(base.envelope)
-
-    def __len__(self) -> int:
-        return len(self._entries)
