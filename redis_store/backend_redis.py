@@ -141,9 +141,12 @@ class RedisRuntimeStore(RuntimeStore):
     async def _retrying_refusals(self, attempt):
         """``await attempt()``, again while the server refused it without
         running it (``failures.refused``), for up to ``refusal_window``
-        seconds; the last refusal is raised after that."""
+        seconds from the first refusal; the last refusal is raised after
+        that. The window starts at the refusal, not at the call, so a slow
+        first attempt (a pool wait, first use, a loaded machine) still gets
+        its retries."""
         loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + self.redis_options.refusal_window, 0.01
+        deadline, delay = None, 0.01
         while True:
             try:
                 if not self._scripts.loaded:
@@ -151,7 +154,12 @@ class RedisRuntimeStore(RuntimeStore):
                 return await attempt()
             except Exception as exc:
                 kind = failures.refusal(exc)
-                if kind is None or loop.time() + delay > deadline:
+                if kind is None:
+                    raise
+                now = loop.time()
+                if deadline is None:
+                    deadline = now + self.redis_options.refusal_window
+                if now + delay > deadline:
                     raise
                 self.refusals_retried[kind] += 1
                 note_refusal_retry()

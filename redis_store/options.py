@@ -24,7 +24,8 @@ class RedisOptions:
     ``maxmemory-policy``; "warn" logs what is unsafe, "refuse" raises
     ``UnsafeServer``, "off" skips it. ``refusal_window``: seconds a command
     the server refused without running it (TRYAGAIN, MOVED/ASK, CLUSTERDOWN,
-    a failover, a demoted primary) is retried before the call fails.
+    a failover, a demoted primary) is retried, counted from the first
+    refusal, before the call fails.
     ``delta_cache_bytes``: how many bytes of the snapshots it last wrote the
     store keeps, so that the next snapshot of a runtime is sent as a delta
     (``snapshot_delta``); 0 sends every snapshot whole."""

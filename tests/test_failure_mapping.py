@@ -6,6 +6,8 @@ as an unknown outcome; no client exception leaves a store call bare."""
 
 from __future__ import annotations
 
+import asyncio
+
 import fakeredis
 import pytest
 import redis.asyncio.connection
@@ -113,6 +115,27 @@ async def test_a_refusal_that_outlasts_the_window_says_nothing_was_written(kind)
     assert 1 < len(attempts) < 20
     assert isinstance(info.value.__cause__, type(REFUSALS[kind]()))
     assert await store.list_runtimes(0, 10) == (0, [])
+
+
+async def test_the_window_starts_at_the_first_refusal_not_at_the_call():
+    # A first attempt slower than the whole window (a pool wait, first use, a
+    # loaded machine) must still be retried: the window counts from the refusal.
+    store = _store(refusal_window=0.05)
+    attempts = []
+    run = store._run_script
+
+    async def slow_then_refused(*args):
+        attempts.append(1)
+        if len(attempts) == 1:
+            await asyncio.sleep(0.2)
+            raise TryAgainError("Multiple keys request during rehashing of slot")
+        return await run(*args)
+
+    store._run_script = slow_then_refused
+    receipt = await _commit(store)
+    assert len(attempts) == 2
+    assert store.refusals_retried["TryAgainError"] == 1
+    assert await store.load_boundary_receipt("rt", receipt.run_id, 0) == receipt
 
 
 @pytest.mark.parametrize("kind", AMBIGUOUS)
