@@ -287,9 +287,9 @@ async def verify_expectations(store: RuntimeStore, plan: Plan) -> list[str]:
         inputs = await store.load_input_states(rid)
         if len(inputs) != plan.turns or any(s.current_state != InputLifecycleState.CONSUMED for s in inputs):
             problems.append(f"{rid}: expected {plan.turns} consumed inputs, found {[s.current_state.value for s in inputs]}")
-        for state in inputs:
-            if state.last_boundary_sequence != 1:
-                problems.append(f"{rid}: input {state.input_id} stamped with sequence {state.last_boundary_sequence}, expected 1")
+        for entry in inputs:
+            if entry.last_boundary_sequence != 1:
+                problems.append(f"{rid}: input {entry.input_id} stamped with sequence {entry.last_boundary_sequence}, expected 1")
         by_key = await store.load_input_states_by_ids(rid, [s.input_id for s in inputs])
         for turn in range(plan.turns):
             found = await store.load_input_state_by_idempotency_key(rid, f"webhook-{turn}")
