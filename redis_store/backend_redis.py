@@ -205,7 +205,7 @@ class RedisRuntimeStore(RuntimeStore):
                 raise result
         else:
             return await script(keys=keys, args=args, client=self._client)
-        if wait and (isinstance(acknowledged, Exception) or acknowledged < wait[0]):
+        if wait and (not isinstance(acknowledged, int) or acknowledged < wait[0]):  # an error reply, or too few
             raise WriteFailed(
                 f"{operation} on {self._where}: applied on the primary, but only {acknowledged} of "
                 f"{wait[0]} replicas acknowledged it within {wait[1]} ms; a failover now could lose it"
