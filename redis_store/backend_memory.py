@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from .codec import seq_suffix
 from .contract import (
@@ -119,7 +120,7 @@ class _Runtime:
 
 
 class InMemoryRuntimeStore(RuntimeStore):
-    def __init__(self, **options) -> None:
+    def __init__(self, **options: Any) -> None:
         """``options``: the ``StoreOptions`` fields (commit_id_ttl, size limits)."""
         self.options = StoreOptions(**options)
         self._lock = threading.Lock()

@@ -240,8 +240,8 @@ class _SessionFields(_Model, kw_only=True):
     created_at: Time
     updated_at: Time
     version: U32 = 1
-    metadata: dict[str, Any] = UNSET  # type: ignore[assignment]  # checked, never written
-    usage: Usage = UNSET  # type: ignore[assignment]
+    metadata: dict[str, Any] = UNSET  # type: ignore[assignment]  # msgspec's "absent" marker: checked, never written
+    usage: Usage = UNSET  # type: ignore[assignment]  # msgspec's "absent" marker, as above
 
     def __post_init__(self) -> None:
         if not _CANONICAL_UUID.fullmatch(self.id):  # braced, urn:, uppercase, simple
