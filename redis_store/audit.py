@@ -23,6 +23,7 @@ Invariants of one runtime:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,11 @@ from .digest import inspect_session
 from .errors import InvalidSessionSnapshot
 from .keys import index_input_field, index_key_field, receipt_field
 from .types import InputState, RunBoundaryReceipt, RuntimeState
+
+#: ``decode(what, decoder, value)``: the decoded value, or None after reporting why not.
+_Decode = Callable[[str, Callable[[bytes], Any], bytes], Any]
+#: ``violate(invariant, detail)``: report a broken invariant.
+_Violate = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ def examine(runtime: str, raw: RawRuntime) -> RuntimeReport:
     def violate(invariant: str, detail: str) -> None:
         report.violations.append(Violation(runtime, invariant, detail))
 
-    def decode(what: str, decoder, value: bytes):
+    def decode(what: str, decoder: Callable[[bytes], Any], value: bytes) -> Any:
         try:
             return decoder(value)
         except codec.DecodeError as exc:
@@ -109,12 +115,11 @@ def examine(runtime: str, raw: RawRuntime) -> RuntimeReport:
     _check_receipts(raw, report, decode, violate)
     _check_stamps(report, violate)
     _check_index(raw, report, violate)
-    if raw.snapshot is not None:
-        _check_snapshot(raw, report, decode, violate)
+    _check_snapshot(raw, report, decode, violate)
     return report
 
 
-def _check_inputs(raw: RawRuntime, report: RuntimeReport, decode, violate) -> None:
+def _check_inputs(raw: RawRuntime, report: RuntimeReport, decode: _Decode, violate: _Violate) -> None:
     if len(set(raw.input_order)) != len(raw.input_order):
         violate("input-order", "an input id appears more than once in input_order")
     listed, stored = set(raw.input_order), set(raw.inputs)
@@ -133,7 +138,7 @@ def _check_inputs(raw: RawRuntime, report: RuntimeReport, decode, violate) -> No
         report.inputs.append(state)
 
 
-def _check_receipts(raw: RawRuntime, report: RuntimeReport, decode, violate) -> None:
+def _check_receipts(raw: RawRuntime, report: RuntimeReport, decode: _Decode, violate: _Violate) -> None:
     largest: dict[str, int] = {}
     by_run: dict[str, list[RunBoundaryReceipt]] = defaultdict(list)
     for key, value in raw.receipts.items():
@@ -159,7 +164,7 @@ def _check_receipts(raw: RawRuntime, report: RuntimeReport, decode, violate) -> 
             )
 
 
-def _check_stamps(report: RuntimeReport, violate) -> None:
+def _check_stamps(report: RuntimeReport, violate: _Violate) -> None:
     for state in report.inputs:
         if state.last_run_id is None and state.last_boundary_sequence is None:
             continue
@@ -175,7 +180,9 @@ def _check_stamps(report: RuntimeReport, violate) -> None:
             )
 
 
-def _check_snapshot(raw: RawRuntime, report: RuntimeReport, decode, violate) -> None:
+def _check_snapshot(raw: RawRuntime, report: RuntimeReport, decode: _Decode, violate: _Violate) -> None:
+    if raw.snapshot is None:
+        return
     snapshot = decode("snapshot", codec.decode_snapshot, raw.snapshot)
     if snapshot is None:
         return
@@ -211,7 +218,7 @@ def _check_snapshot(raw: RawRuntime, report: RuntimeReport, decode, violate) -> 
         )
 
 
-def _check_index(raw: RawRuntime, report: RuntimeReport, violate) -> None:
+def _check_index(raw: RawRuntime, report: RuntimeReport, violate: _Violate) -> None:
     if raw.meta.get("layout") == "1" and raw.inputs:
         return  # stored before the index: built on first use (RuntimeStore.ensure_index)
     holders: dict[str, list[str]] = defaultdict(list)
@@ -237,7 +244,7 @@ def _check_index(raw: RawRuntime, report: RuntimeReport, violate) -> None:
     report.idempotency_keys = sum(1 for field_name in raw.index if field_name.startswith("key:"))
 
 
-async def runtime_ids(store: RuntimeStore, page_size: int = 500):
+async def runtime_ids(store: RuntimeStore, page_size: int = 500) -> AsyncIterator[str]:
     """Every runtime id, once, paging through ``list_runtimes``."""
     seen: set[str] = set()
     cursor = 0
@@ -251,7 +258,7 @@ async def runtime_ids(store: RuntimeStore, page_size: int = 500):
             return
 
 
-async def check_store(store: RuntimeStore, runtimes: list[str] | None = None):
+async def check_store(store: RuntimeStore, runtimes: list[str] | None = None) -> AsyncIterator[RuntimeReport]:
     """Examine the given runtimes (default: all); yields one report each."""
     if runtimes is None:
         async for runtime in runtime_ids(store):

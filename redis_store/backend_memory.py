@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from .codec import seq_suffix
 from .contract import (
@@ -61,7 +62,9 @@ class _Runtime:
         batch = {entry.input_id: entry.idempotency_key for entry in inputs}
         for entry in inputs:
             key = entry.idempotency_key
-            holder = None if key is None else self.key_holder.get(key)
+            if key is None:
+                continue
+            holder = self.key_holder.get(key)
             if holder is not None and holder != entry.input_id and batch.get(holder, key) == key:
                 raise IdempotencyKeyConflict(key, holder, entry.input_id)
 
@@ -117,7 +120,7 @@ class _Runtime:
 
 
 class InMemoryRuntimeStore(RuntimeStore):
-    def __init__(self, **options) -> None:
+    def __init__(self, **options: Any) -> None:
         """``options``: the ``StoreOptions`` fields (commit_id_ttl, size limits)."""
         self.options = StoreOptions(**options)
         self._lock = threading.Lock()
@@ -234,7 +237,7 @@ class InMemoryRuntimeStore(RuntimeStore):
         with self._lock:
             runtime = self._runtimes.get(rid)
             lease = runtime.live_lease() if runtime else None
-            if lease is None or str(lease[1]) != token:
+            if runtime is None or lease is None or str(lease[1]) != token:
                 raise FencedOut(f"lease token {token} expired or was taken over")
             runtime.lease = (lease[0], lease[1], _now_ms() + ttl_ms)
 
@@ -242,7 +245,7 @@ class InMemoryRuntimeStore(RuntimeStore):
         with self._lock:
             runtime = self._runtimes.get(rid)
             lease = runtime.live_lease() if runtime else None
-            if lease is None or str(lease[1]) != token:
+            if runtime is None or lease is None or str(lease[1]) != token:
                 return False
             runtime.lease = None
             return True
@@ -336,7 +339,7 @@ class InMemoryRuntimeStore(RuntimeStore):
             for field in fields:
                 run, _, seq = field.rpartition(":")
                 kept = (runtime.snapshot_receipt, runtime.snapshot_applied) if runtime else ()
-                if runtime is not None and field not in kept and runtime.receipts.pop((run, int(seq)), None):
+                if runtime is not None and field not in kept and runtime.receipts.pop((run, int(seq)), None) is not None:
                     removed += 1
             return removed
 
@@ -391,8 +394,8 @@ class InMemoryRuntimeStore(RuntimeStore):
             runtime.snapshot_receipt = raw.meta.get("snapshot_receipt")
             runtime.snapshot_applied = raw.meta.get("snapshot_applied")
             runtime.snapshot_free = "snapshot_without_receipt" in raw.meta
-            for field, value in raw.index.items():
+            for field, held in raw.index.items():
                 kind, _, name = field.partition(":")
-                (runtime.key_holder if kind == "key" else runtime.key_of)[name] = value
+                (runtime.key_holder if kind == "key" else runtime.key_of)[name] = held
             self._runtimes[rid] = runtime
             return True

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -45,6 +46,9 @@ _WARNED: set[tuple[str, str, str]] = set()
 
 #: Cluster cursors of list_runtimes encode the node index below this.
 _MAX_NODES = 1024
+
+#: ``write(value, tag, spec, head)``: a snapshot-storing script's call (``_with_snapshot``).
+_SnapshotWrite = Callable[[bytes, str, str, bytes], Awaitable[Any]]
 
 
 def _flat(inputs: EncodedInputs) -> list:
@@ -138,7 +142,7 @@ class RedisRuntimeStore(RuntimeStore):
 
     # -- running commands, with errors mapped --
 
-    async def _retrying_refusals(self, attempt):
+    async def _retrying_refusals(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """``await attempt()``, again while the server refused it without
         running it (``failures.refused``), for up to ``refusal_window``
         seconds from the first refusal; the last refusal is raised after
@@ -190,7 +194,7 @@ class RedisRuntimeStore(RuntimeStore):
         ``server_checks.Finding`` values, for a health check."""
         return await server_findings(self._client)
 
-    async def _write(self, operation: str, script, keys: list, args: list, rid: str = ""):
+    async def _write(self, operation: str, script: Any, keys: list, args: list, rid: str = "") -> Any:
         """Run a write script, mapping whatever the client raises (the one
         place where write errors become ``WriteFailed``)."""
         try:
@@ -200,7 +204,7 @@ class RedisRuntimeStore(RuntimeStore):
         except Exception as exc:
             raise self._write_error(operation, exc, rid) from exc
 
-    async def _run_script(self, operation: str, script, keys: list, args: list):
+    async def _run_script(self, operation: str, script: Any, keys: list, args: list) -> Any:
         wait = self.redis_options.wait
         if self._route is not None:
             result, acknowledged = await self._route.run(script, keys, args, wait)
@@ -213,7 +217,7 @@ class RedisRuntimeStore(RuntimeStore):
                 raise result
         else:
             return await script(keys=keys, args=args, client=self._client)
-        if wait and (isinstance(acknowledged, Exception) or acknowledged < wait[0]):
+        if wait and (not isinstance(acknowledged, int) or acknowledged < wait[0]):  # an error reply, or too few
             raise WriteFailed(
                 f"{operation} on {self._where}: applied on the primary, but only {acknowledged} of "
                 f"{wait[0]} replicas acknowledged it within {wait[1]} ms; a failover now could lose it"
@@ -256,7 +260,7 @@ class RedisRuntimeStore(RuntimeStore):
                                f"(see the README's ACL rule): {exc}")
         return WriteFailed(f"{operation} on {self._where}: {exc}")
 
-    async def _read(self, operation: str, command):
+    async def _read(self, operation: str, command: Callable[[], Awaitable[Any]]) -> Any:
         """``await command()``, with errors mapped (a callable, so that nothing
         is left unawaited when preloading the scripts fails)."""
         try:
@@ -285,7 +289,7 @@ class RedisRuntimeStore(RuntimeStore):
     ) -> int:
         k = self._keys.runtime(rid)
 
-        def write(value: bytes, tag: str, spec: str, head: bytes):
+        def write(value: bytes, tag: str, spec: str, head: bytes) -> Awaitable[Any]:
             return self._write(
                 "commit_session_boundary",
                 self._scripts.commit_boundary,
@@ -309,7 +313,7 @@ class RedisRuntimeStore(RuntimeStore):
     ) -> None:
         k = self._keys.runtime(rid)
 
-        def write(value: bytes, tag: str, spec: str, head: bytes):
+        def write(value: bytes, tag: str, spec: str, head: bytes) -> Awaitable[Any]:
             return self._write(
                 "atomic_apply",
                 self._scripts.apply_receipt,
@@ -319,7 +323,9 @@ class RedisRuntimeStore(RuntimeStore):
 
         await self._with_snapshot(rid, snapshot, write, lambda seq: ("-", f"{run_id}:{seq}"))
 
-    async def _with_snapshot(self, rid: str, envelope: bytes | None, write, receipt_fields):
+    async def _with_snapshot(
+        self, rid: str, envelope: bytes | None, write: _SnapshotWrite, receipt_fields: Callable[[int], tuple[str, str]]
+    ) -> Any:
         """``await write(value, tag, spec, head)`` for a script that stores
         ``envelope`` (None: leaves the snapshot alone): as a delta over this
         store's last snapshot of the runtime where that pays, else whole
@@ -363,7 +369,7 @@ class RedisRuntimeStore(RuntimeStore):
     async def _commit_snapshot(self, rid: str, snapshot: bytes, fence: str, commit: CommitTag | None) -> None:
         k = self._keys.runtime(rid)
 
-        def write(value: bytes, tag: str, spec: str, head: bytes):
+        def write(value: bytes, tag: str, spec: str, head: bytes) -> Awaitable[Any]:
             return self._write(
                 "commit_session_snapshot",
                 self._scripts.snapshot_commit,
@@ -477,7 +483,7 @@ class RedisRuntimeStore(RuntimeStore):
             node_cursor, index = divmod(cursor, _MAX_NODES)
             primaries: list = []
 
-            async def scan_one_primary():
+            async def scan_one_primary() -> Any:
                 await self._client.initialize()  # a no-op once the slot map is loaded
                 primaries[:] = self._primaries_in_slot_order()
                 if index >= len(primaries):

@@ -25,12 +25,13 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 
 from . import audit
 from .contract import RawRuntime, RuntimeStore, runtime_key
 from .dumpfile import (
     DumpError,
+    RuntimeDump,
     encode_line,
     header,
     is_trailer,
@@ -88,11 +89,15 @@ class TerminalProgress:
             sys.stderr.write(f"\r{self.verb} {self.count} runtimes\n")
 
 
+#: Called with the number of runtimes done so far.
+Progress = Callable[[int], None]
+
+
 def _quiet(count: int) -> None:
     pass
 
 
-async def export_lines(store: RuntimeStore, runtimes: Iterable[str] | None = None, progress=_quiet) -> AsyncIterator[bytes]:
+async def export_lines(store: RuntimeStore, runtimes: Iterable[str] | None = None, progress: Progress = _quiet) -> AsyncIterator[bytes]:
     """The dump of ``runtimes`` (default: every runtime), line by line.
     A named runtime with nothing stored raises ``NothingStored``."""
     yield encode_line(header())
@@ -132,7 +137,7 @@ def _same_data(a: RawRuntime, b: RawRuntime) -> bool:
 
 
 async def import_lines(
-    store: RuntimeStore, source: Iterable[bytes] | AsyncIterable[bytes], *, replace: bool = False, progress=_quiet
+    store: RuntimeStore, source: Iterable[bytes] | AsyncIterable[bytes], *, replace: bool = False, progress: Progress = _quiet
 ) -> ImportReport:
     """Import a dump (its lines, newline included). Raises ``ImportStopped``
     at the first line that cannot be imported (see module doc)."""
@@ -168,7 +173,7 @@ async def import_lines(
     return report
 
 
-async def _restore(store: RuntimeStore, dump, number: int, replace: bool, report: ImportReport) -> None:
+async def _restore(store: RuntimeStore, dump: RuntimeDump, number: int, replace: bool, report: ImportReport) -> None:
     rid = dump.runtime_id
     existing = await store.dump_runtime(rid)
     if existing.meta:
@@ -187,7 +192,7 @@ async def _restore(store: RuntimeStore, dump, number: int, replace: bool, report
 
 async def copy_store(
     source: RuntimeStore, target: RuntimeStore, runtimes: Iterable[str] | None = None, *, replace: bool = False,
-    progress=_quiet,
+    progress: Progress = _quiet,
 ) -> ImportReport:
     """Export from ``source`` straight into ``target`` (line numbers in errors
     count as in the file an export would write)."""

@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from . import audit, backup, simulate
@@ -61,7 +62,7 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
 
 # -- runtimes / inspect / check ------------------------------------------------------
 
-async def cmd_runtimes(args) -> int:
+async def cmd_runtimes(args: argparse.Namespace) -> int:
     async with open_store(args.url) as store:
         cursor, page = await store.list_runtimes(args.cursor, args.count)
         ids = [rid async for rid in audit.runtime_ids(store)] if args.all else page
@@ -79,7 +80,7 @@ def _nothing_stored(runtime: str) -> str:
     return f"runtime {runtime!r}: nothing is stored for it"
 
 
-async def cmd_inspect(args) -> int:
+async def cmd_inspect(args: argparse.Namespace) -> int:
     async with open_store(args.url) as store:
         raw = await store.dump_runtime(args.runtime)
         if audit.stored_nothing(raw):
@@ -131,7 +132,7 @@ async def _check(store: RuntimeStore, runtimes: list[str] | None) -> tuple[int, 
     return count, violations, empty
 
 
-async def cmd_check(args) -> int:
+async def cmd_check(args: argparse.Namespace) -> int:
     async with open_store(args.url) as store:
         count, violations, empty = await _check(store, args.runtime or None)
     if args.json:
@@ -147,7 +148,7 @@ async def cmd_check(args) -> int:
     return 1 if violations or empty else 0
 
 
-async def cmd_prune(args) -> int:
+async def cmd_prune(args: argparse.Namespace) -> int:
     forgotten = removed = count = 0
     async with open_store(args.url) as store:
         runtimes = args.runtime or [rid async for rid in audit.runtime_ids(store)]
@@ -165,7 +166,7 @@ async def cmd_prune(args) -> int:
     return 0
 
 
-async def cmd_doctor(args) -> int:
+async def cmd_doctor(args: argparse.Namespace) -> int:
     url, options = pop_store_options(args.url)
     if scheme_of(url) not in ("redis", "rediss", "unix"):
         raise ValueError("doctor takes a redis://, rediss:// or unix:// URL of one server")
@@ -189,7 +190,7 @@ async def cmd_doctor(args) -> int:
 
 # -- export / import / copy ----------------------------------------------------------------
 
-async def cmd_export(args) -> int:
+async def cmd_export(args: argparse.Namespace) -> int:
     progress = backup.TerminalProgress("exported")
     out = sys.stdout.buffer
     async with open_store(args.url) as store:
@@ -208,7 +209,7 @@ def _import_summary(verb: str, report: backup.ImportReport, as_json: bool) -> No
           f"{report.unchanged} already there unchanged", file=sys.stderr)
 
 
-async def cmd_import(args) -> int:
+async def cmd_import(args: argparse.Namespace) -> int:
     progress = backup.TerminalProgress("imported")
     with contextlib.ExitStack() as stack:
         source = sys.stdin.buffer if args.file in (None, "-") else stack.enter_context(open(args.file, "rb"))
@@ -219,7 +220,7 @@ async def cmd_import(args) -> int:
     return 0
 
 
-async def cmd_copy(args) -> int:
+async def cmd_copy(args: argparse.Namespace) -> int:
     progress = backup.TerminalProgress("copied")
     async with open_store(args.source) as source, open_store(args.target) as target:
         report = await backup.copy_store(source, target, args.runtime, replace=args.replace, progress=progress)
@@ -257,7 +258,7 @@ class Progress:
 
 
 @contextlib.contextmanager
-def _target_url(url: str | None):
+def _target_url(url: str | None) -> Iterator[tuple[str, str | None]]:
     """The URL to simulate against; without one, a private server."""
     url = url or os.environ.get(URL_ENV)
     if url:
@@ -301,7 +302,7 @@ async def _summarize(plan: simulate.Plan, result: dict, elapsed: float, store: R
     }
 
 
-def cmd_simulate(args) -> int:
+def cmd_simulate(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.processes < 1 or args.runtimes < 1 or args.turns < 1 or args.session_kb < 1:
         raise ValueError("--workers, --processes, --runtimes, --turns and --session-kb must be positive")
     with _target_url(args.url) as (url, where):

@@ -12,7 +12,7 @@ from .urls import has_credentials, parse_host_list, redact
 try:
     from redis.maint_notifications import MaintNotificationsConfig
 
-    _NO_MAINT_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
+    _NO_MAINT_NOTIFICATIONS: MaintNotificationsConfig | None = MaintNotificationsConfig(enabled=False)
 except ImportError:  # redis-py before 7
     _NO_MAINT_NOTIFICATIONS = None
 

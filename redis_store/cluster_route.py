@@ -14,6 +14,7 @@ anything is written to the socket, which is what makes "not sent" certain.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from redis.crc import key_slot
@@ -24,7 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .failures import NotSent
 
 
-def _can_read(connection: Any):
+def _can_read(connection: Any) -> Awaitable[bool]:
     """Pending data or a closed socket (renamed in redis-py 8)."""
     check = getattr(connection, "can_read", None) or connection.can_read_destructive
     return check()

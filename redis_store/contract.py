@@ -32,7 +32,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 from collections.abc import Iterable, Sequence
 
 from . import codec, jsonwire, telemetry
@@ -189,7 +189,7 @@ def sequence_exhausted(run_id: str) -> WriteFailed:
     )
 
 
-def _storable_wire(name: str, value: object, cls: type) -> dict:
+def _storable_wire(name: str, value: Any, cls: type[Any]) -> dict:
     """The wire dict of ``value``, refused (TypeError/ValueError) unless it
     reads back as an equal value: a str where a RunId belongs, an uppercase
     uuid, a datetime for a Timestamp, a negative count would otherwise be
@@ -239,13 +239,13 @@ def _encode_inputs(name: str, wires: list[dict], encode) -> EncodedInputs:
         raise ValueError(f"{name} cannot be encoded: {exc}") from exc
 
 
-def _receipt_wire(receipt: object) -> dict:
+def _receipt_wire(receipt: RunBoundaryReceipt) -> dict:
     _check("receipt", receipt, RunBoundaryReceipt)
     check_sequence("receipt.sequence", receipt.sequence)
     return _storable_wire("receipt", receipt, RunBoundaryReceipt)
 
 
-def _fence(rid: str, lease: object) -> str:
+def _fence(rid: str, lease: Lease | None) -> str:
     """The token a fenced write carries ("" without a lease)."""
     if lease is None:
         return ""
@@ -549,14 +549,15 @@ class RuntimeStore(abc.ABC):
         naming each row that could not be read."""
         rid = runtime_key(runtime_id)
         self._ensure_open(ReadFailed)
-        states, unreadable = [], []
+        states: list[InputState] = []
+        unreadable: list[ReadFailed] = []
         rows = await self._load_input_states(rid)
         with jsonwire.paused_gc():  # thousands of small objects: the cyclic GC would rescan them all
             self._decode_rows(rid, rows, states, unreadable)
         return states, unreadable
 
     @staticmethod
-    def _decode_rows(rid: str, rows, states: list, unreadable: list) -> None:
+    def _decode_rows(rid: str, rows, states: list[InputState], unreadable: list[ReadFailed]) -> None:
         for input_id, value in rows:
             if value is None:
                 unreadable.append(ReadFailed(f"runtime {rid!r}: input {input_id} is listed in input_order but has no state"))
@@ -648,13 +649,13 @@ class RuntimeStore(abc.ABC):
             return False  # one cheap probe: the runtime has its index (or stores no inputs)
         for _ in range(5):
             rows = await self._load_input_states(rid)
-            states: list = []
-            unreadable: list = []
+            states: list[InputState] = []
+            unreadable: list[ReadFailed] = []
             self._decode_rows(rid, rows, states, unreadable)
             if unreadable:
                 raise unreadable[0]
-            entries = [
-                EncodedInput(input_id, value, state.idempotency_key)
+            entries = [  # every value is bytes: a None one is in unreadable, raised above
+                EncodedInput(input_id, cast(bytes, value), state.idempotency_key)
                 for (input_id, value), state in zip(rows, states)
             ]
             claimed: dict[str, str] = {}

@@ -240,8 +240,8 @@ class _SessionFields(_Model, kw_only=True):
     created_at: Time
     updated_at: Time
     version: U32 = 1
-    metadata: dict[str, Any] = UNSET  # type: ignore[assignment]  # checked, never written
-    usage: Usage = UNSET  # type: ignore[assignment]
+    metadata: dict[str, Any] = UNSET  # type: ignore[assignment]  # msgspec's "absent" marker: checked, never written
+    usage: Usage = UNSET  # type: ignore[assignment]  # msgspec's "absent" marker, as above
 
     def __post_init__(self) -> None:
         if not _CANONICAL_UUID.fullmatch(self.id):  # braced, urn:, uppercase, simple
@@ -411,10 +411,10 @@ def _read_fast(raw: bytes) -> _Read:
     top = _read_top(raw)  # the whole text is JSON; the last of repeated keys
     if raw.count(b":") != _write(top).count(b":"):
         raise _Unsure  # a top-level key is repeated
-    messages_raw = top.get("messages")
-    if messages_raw is None:
+    messages_field = top.get("messages")
+    if messages_field is None:
         raise _Unsure
-    messages_raw = bytes(messages_raw)
+    messages_raw = bytes(messages_field)
     top["messages"] = _EMPTY
     for name, value in top.items():
         if name in _TYPED_TOP:  # small structs: a repeated key is refused
@@ -468,7 +468,13 @@ def _exotic(raw: bytes) -> _Read:
         obj = dict(items)
         if len(obj) != len(items):
             seen: set = set()
-            repeated[id(obj)] = (obj, {k for k, _ in items if k in seen or seen.add(k)})
+            twice: set = set()
+            for k, _ in items:
+                if k in seen:
+                    twice.add(k)
+                else:
+                    seen.add(k)
+            repeated[id(obj)] = (obj, twice)
         return obj
 
     try:
@@ -622,10 +628,12 @@ class DigestCache:
     def inspect(self, raw: bytes) -> SessionSummary:
         head = _HEAD_RE.match(raw)
         key = raw[: head.end()] if head else None
+        entry = None
         with self._lock:
-            entry = self._entries.get(key) if key is not None else None
-            if entry is not None:
-                self._entries.move_to_end(key)
+            if key is not None:
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self._entries.move_to_end(key)
         if entry is not None and raw.startswith(entry.text):
             found = self._extend(raw, entry)
             if found is not None:

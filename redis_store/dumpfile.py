@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import msgspec
 
@@ -41,6 +41,8 @@ from .audit import examine
 from .contract import RawRuntime, check_sequence, runtime_key
 from .keys import LAYOUT_VERSION, index_input_field, index_key_field, receipt_field
 from .types import InputState, RunBoundaryReceipt, RuntimeState
+
+_T = TypeVar("_T")
 
 FORMAT = "redis-store-dump"
 #: Version of the format this release writes; it reads this one and older.
@@ -82,7 +84,7 @@ def encode_line(value: dict[str, Any]) -> bytes:
 def runtime_line(runtime_id: str, raw: RawRuntime, epoch: int) -> dict[str, Any]:
     """The line of a runtime as ``dump_runtime`` and ``fencing_epoch`` read
     it. Raises ``DumpError`` if a stored value does not decode."""
-    def decoded(what: str, decode, value: bytes):
+    def decoded(what: str, decode: Callable[[bytes], _T], value: bytes) -> _T:
         try:
             return decode(value)
         except codec.DecodeError as exc:
@@ -90,7 +92,7 @@ def runtime_line(runtime_id: str, raw: RawRuntime, epoch: int) -> dict[str, Any]
 
     receipts = [decoded(f"receipt {field}", codec.decode_receipt, value) for field, value in raw.receipts.items()]
     receipts.sort(key=lambda r: (str(r.run_id), r.sequence))  # run ids are UUIDv7: creation order
-    snapshot = None
+    snapshot: dict[str, str | None] | None = None
     if raw.snapshot is not None:
         data = decoded("snapshot", codec.decode_snapshot, raw.snapshot)
         stored_by = next((op for op, name in _STORED_BY.items() if name in raw.meta), None)
@@ -217,7 +219,7 @@ def _list(value: dict, name: str) -> list:
     return value[name]
 
 
-def _same(cls, wire: Any):
+def _same(cls: Any, wire: Any) -> Any:
     """``cls.from_dict(wire)``, refused unless it writes back as ``wire``."""
     if not isinstance(wire, dict):
         raise DumpError(f"a {cls.__name__} must be a JSON object")

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -115,12 +116,12 @@ class ServerProcess:
     def __enter__(self) -> "ServerProcess":
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
 @contextlib.contextmanager
-def private_server(binary: str | None, missing: str, *extra_args: str):
+def private_server(binary: str | None, missing: str, *extra_args: str) -> Iterator[ServerProcess]:
     """A started ServerProcess of ``binary`` (with ``extra_args``) for the
     block, stopped after it; SystemExit(``missing``) when there is no binary."""
     if binary is None:

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 import uuid as _uuid
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 __all__ = ["LogicalRuntimeId", "RunId", "InputId", "SessionId", "uuid7"]
 
@@ -24,6 +24,7 @@ class _Newtype:
     """Immutable wrapper around one value (``_value``)."""
 
     __slots__ = ("_value",)
+    _value: Any  # set through object.__setattr__: the wrapper is immutable
 
     def __init__(self, value: Any) -> None:
         object.__setattr__(self, "_value", value)
@@ -31,12 +32,12 @@ class _Newtype:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._value == other._value  # type: ignore[attr-defined, no-any-return]
+        return self._value == other._value
 
     def __lt__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._value < other._value  # type: ignore[attr-defined, no-any-return]
+        return self._value < other._value
 
     def __hash__(self) -> int:
         return hash(self._value)
@@ -58,6 +59,7 @@ class LogicalRuntimeId(_Newtype):
     """The partition key of everything in the store: any non-empty string."""
 
     __slots__ = ()
+    _value: str
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str):
@@ -68,10 +70,10 @@ class LogicalRuntimeId(_Newtype):
 
     @property
     def value(self) -> str:
-        return self._value  # type: ignore[no-any-return]
+        return self._value
 
     def __str__(self) -> str:
-        return self._value  # type: ignore[no-any-return]
+        return self._value
 
 
 # The forms Rust's uuid crate parses (Uuid::parse_str): hyphenated, simple,
@@ -98,6 +100,8 @@ class _UuidId(_Newtype):
     (``_text``)."""
 
     __slots__ = ("_text",)
+    _value: _uuid.UUID
+    _text: str | None  # str(self), once computed
     _by_text: dict[str, _UuidId] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -123,12 +127,14 @@ class _UuidId(_Newtype):
         writes of the same text (ids are immutable)."""
         found = cls._by_text.get(text)
         if found is None:
-            found = cls(text)
+            made = cls(text)
             cache = cls._by_text
             if len(cache) >= _CACHE_SIZE:
                 cache.clear()
-            cache[text] = found
-        return found
+            cache[text] = made
+            return made
+        # Each class has its own _by_text (__init_subclass__): it holds cls's ids only.
+        return cast(_U, found)
 
     @classmethod
     def new(cls: type[_U]) -> _U:
@@ -143,7 +149,7 @@ class _UuidId(_Newtype):
 
     @property
     def uuid(self) -> _uuid.UUID:
-        return self._value  # type: ignore[no-any-return]
+        return self._value
 
     def __str__(self) -> str:
         text = self._text

@@ -22,6 +22,7 @@ from .errors import FencedOut, RuntimeStoreError
 
 if TYPE_CHECKING:
     from .contract import RuntimeStore
+    from .sync import SyncRuntimeStore
 
 #: Longest lease: PEXPIRE takes 64-bit ms, but a day is a sane ceiling.
 MAX_TTL_MS = 24 * 3600 * 1000
@@ -64,7 +65,7 @@ class FencedStore:
         }
     )
 
-    def __init__(self, store: "RuntimeStore", lease: Lease) -> None:
+    def __init__(self, store: RuntimeStore | SyncRuntimeStore, lease: Lease) -> None:
         if not isinstance(lease, Lease):
             raise TypeError(f"lease must be a Lease, got {type(lease).__name__}")
         self.store = store

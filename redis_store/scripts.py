@@ -17,6 +17,7 @@ import hashlib
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 from redis.exceptions import ResponseError
 
@@ -67,13 +68,13 @@ class Scripts:
     """The store's scripts registered on one client: ``scripts.<name>`` for
     each file ``lua/<name>.lua``."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client: Any) -> None:
         self._client = client
         self.loaded = False
         for name in SCRIPT_NAMES:
             setattr(self, name, client.register_script(source(name)))
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:  # (to mypy, any script name is an attribute)
         # Only reached for a name no file provides (attributes set above are found first).
         raise AttributeError(f"no Lua script {name!r}: there is no lua/{name}.lua")
 

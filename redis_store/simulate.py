@@ -22,11 +22,11 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from .contract import RuntimeStore
 from .ids import InputId, RunId, SessionId
-from .lease import LeaseKeeper
+from .lease import FencedStore, LeaseKeeper
 from .registry import open_store
 from .timestamps import Timestamp
 from .types import (
@@ -38,6 +38,8 @@ from .types import (
     RuntimeState,
     SessionDelta,
 )
+
+_T = TypeVar("_T")
 
 #: Lease each worker holds on the runtime it drives, seconds (renewed every third).
 LEASE_TTL = 10.0
@@ -135,7 +137,7 @@ class Worker:
         self.progress = progress
         self.owner = f"sim-worker-{os.getpid()}-{worker}"
 
-    async def timed(self, operation: str, call):
+    async def timed(self, operation: str, call: Awaitable[_T]) -> _T:
         started = time.perf_counter()
         result = await call
         self.latencies[operation].append(time.perf_counter() - started)
@@ -149,7 +151,7 @@ class Worker:
         async with LeaseKeeper(self.store, lease) as keeper:
             await self.lifecycle(rid, self.store.fenced(keeper.lease), keeper)
 
-    async def lifecycle(self, rid: str, store, keeper: LeaseKeeper) -> None:
+    async def lifecycle(self, rid: str, store: FencedStore, keeper: LeaseKeeper) -> None:
         plan = self.plan
         session = Session(self.rng, plan.session_kb * 1024 // max(1, plan.turns))
         await self.timed("persist_runtime_state", store.persist_runtime_state(rid, RuntimeState.INITIALIZING))
@@ -224,7 +226,7 @@ async def drive(plan: Plan, workers: list[int], progress: Callable[[int], None],
     return {"latencies": dict(latencies), "errors": [e for w in fleet for e in w.errors]}
 
 
-def _process_main(plan: Plan, workers: list[int], counter, results) -> None:
+def _process_main(plan: Plan, workers: list[int], counter: Any, results: Any) -> None:
     def progress(commits: int) -> None:
         with counter.get_lock():
             counter.value += commits
@@ -287,9 +289,9 @@ async def verify_expectations(store: RuntimeStore, plan: Plan) -> list[str]:
         inputs = await store.load_input_states(rid)
         if len(inputs) != plan.turns or any(s.current_state != InputLifecycleState.CONSUMED for s in inputs):
             problems.append(f"{rid}: expected {plan.turns} consumed inputs, found {[s.current_state.value for s in inputs]}")
-        for state in inputs:
-            if state.last_boundary_sequence != 1:
-                problems.append(f"{rid}: input {state.input_id} stamped with sequence {state.last_boundary_sequence}, expected 1")
+        for entry in inputs:
+            if entry.last_boundary_sequence != 1:
+                problems.append(f"{rid}: input {entry.input_id} stamped with sequence {entry.last_boundary_sequence}, expected 1")
         by_key = await store.load_input_states_by_ids(rid, [s.input_id for s in inputs])
         for turn in range(plan.turns):
             found = await store.load_input_state_by_idempotency_key(rid, f"webhook-{turn}")

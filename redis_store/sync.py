@@ -114,9 +114,10 @@ class SyncRuntimeStore:
         self._closed = False
         self._thread = _LoopThread(f"redis-store-sync-{next(_numbers)}")
         try:
-            if not isinstance(store, RuntimeStore):
-                store = self._thread.submit(_build(store)).result()
-            self._store: RuntimeStore = store
+            if isinstance(store, RuntimeStore):
+                self._store = store
+            else:
+                self._store = self._thread.submit(_build(store)).result()
         except BaseException:
             self._thread.stop()
             raise

@@ -36,13 +36,14 @@ import functools
 import inspect
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 try:
     from opentelemetry import metrics as _otel_metrics
     from opentelemetry import trace as _otel_trace
 except ImportError:  # the otel extra is not installed: instrument() wraps nothing
-    _otel_metrics = _otel_trace = None  # type: ignore[assignment]
+    _otel_metrics = _otel_trace = None  # type: ignore[assignment]  # modules, or None without the extra
 
 #: Name of the tracer and meter (the instrumentation scope).
 SCOPE = "redis_store"
@@ -82,6 +83,9 @@ class _Call:
         self.retries = 0
         self.replayed = False
 
+
+#: A store's coroutine method, unbound.
+_Method = Callable[..., Awaitable[Any]]
 
 _CURRENT: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("redis_store_operation", default=None)
 
@@ -195,7 +199,9 @@ def _runtime_of(args: tuple, kwargs: dict) -> str | None:
     return None if first is None or isinstance(first, int) else str(first)
 
 
-async def _observed(instruments: _Instruments, operation: str, method, store, args: tuple, kwargs: dict):
+async def _observed(
+    instruments: _Instruments, operation: str, method: _Method, store: Any, args: tuple, kwargs: dict
+) -> Any:
     call = _Call()
     token = _CURRENT.set(call)
     attributes = {"db.operation.name": operation, **_store_attributes(store)}
@@ -258,9 +264,9 @@ def _record(meter: dict, operation: str, attributes: dict, outcome: str, error: 
         meter["redis_store.errors"].add(1, {**base, "error.type": error})
 
 
-def _wrap(operation: str, method):
+def _wrap(operation: str, method: _Method) -> _Method:
     @functools.wraps(method)
-    async def observed(self, *args, **kwargs):
+    async def observed(self: Any, *args: Any, **kwargs: Any) -> Any:
         instruments = _active()
         if instruments is None or _CURRENT.get() is not None:  # configured away, or inside an operation
             return await method(self, *args, **kwargs)
@@ -298,10 +304,10 @@ def instrument(cls: type) -> type:
         if not name.startswith("_") and name not in _NOT_OPERATIONS and inspect.iscoroutinefunction(method)
     }
 
-    def __new__(klass, *args, **kwargs):
+    def __new__(klass: type, *args: Any, **kwargs: Any) -> Any:
         _refresh()
         return object.__new__(klass)
 
-    cls.__new__ = staticmethod(__new__)  # type: ignore[assignment]
+    cls.__new__ = staticmethod(__new__)  # type: ignore[assignment]  # mypy types __new__ per class; this one fits any
     _refresh()
     return cls

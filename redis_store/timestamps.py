@@ -254,6 +254,10 @@ class Timestamp:
     """
 
     __slots__ = ("_seconds", "_nanos", "_text")
+    # The slots' types (set through object.__setattr__: the class is immutable).
+    _seconds: int
+    _nanos: int
+    _text: str | None
 
     def __init__(self, seconds: int, nanos: int = 0) -> None:
         _check_int(seconds, "seconds")
