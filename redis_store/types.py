@@ -619,7 +619,7 @@ def _check_enums(value: Any) -> None:
 
 # -- storability without a round trip ----------------------------------------------
 #
-# The store refuses a value unless it reads back equal (contract._storable_wire:
+# The store refuses a value unless it reads back equal (contract._storable:
 # to_dict, from_dict, ==). These checks say, from exact types alone, that it
 # does; anything they are unsure of (a subclass, a str-valued enum of another
 # type, an odd JSON value) takes the round trip, which decides and names the
