@@ -116,8 +116,12 @@ def _describe(value: object) -> str:
 
 
 def _at(value: Any, path: str) -> Any:
-    for key, index in _STEP.findall(path):
-        value = value[key] if key else value[int(index)]
+    """The value at msgspec's ``path`` (``...`` if it cannot be followed)."""
+    try:
+        for key, index in _STEP.findall(path):
+            value = value[key] if key else value[int(index)]
+    except (KeyError, IndexError, TypeError):
+        return ...
     return value
 
 
@@ -138,10 +142,11 @@ def _error(name: str, exc: msgspec.ValidationError, value: Any) -> Exception:
     if what.startswith("Object missing required field"):
         what = "missing " + what[len("Object missing required "):]
     elif what.startswith("Invalid enum value "):
-        enum_name = _ENUM_BY_KEY[path.rpartition(".")[2]].__name__ if path else name
+        enum_type = _ENUM_BY_KEY.get(path.rpartition(".")[2]) if path else None
+        enum_name = enum_type.__name__ if enum_type else name
         what = f"unknown {enum_name} {what[len('Invalid enum value '):]}"
     elif what.startswith("Invalid value "):  # a tag
-        what = f"unknown variant {what[len('Invalid value '):]}, expected one of {_TAGS[path.rpartition('.')[2]]}"
+        what = f"unknown variant {what[len('Invalid value '):]}, expected one of {_TAGS.get(path.rpartition('.')[2])}"
     elif what.startswith("Expected `int` "):
         what = f"invalid value: integer `{_at(value, path)}`, expected {integer}"
     return ValueError(f"{name}{path}: {what}")

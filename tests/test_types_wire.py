@@ -681,3 +681,14 @@ def test_readers_agree_with_the_strict_ones(data: Any, state: InputState, receip
                 assert ours == strict
             else:
                 assert ours.to_json() == strict.to_json()
+            if not isinstance(changed, dict) or not changed:
+                continue
+            # and from JSON text, with a key given twice (serde: "duplicate field")
+            text = json.dumps(changed)
+            key = data.draw(st.sampled_from(sorted(changed)))
+            for doc in (text, text[:-1] + f", {json.dumps(key)}: {json.dumps(changed[key])}}}"):
+                ours, theirs = outcome(cls.from_json, doc), outcome(ref.from_json, doc)
+                if isinstance(ours, tuple) or isinstance(theirs, tuple):
+                    assert ours == theirs
+                else:
+                    assert ours.to_json() == theirs.to_json()
