@@ -10,7 +10,8 @@ enum words, uuid and timestamp forms; unknown keys ignored), and ``to_json()``
 
 Decoding errors are ``ValueError`` (missing field, bad value) or ``TypeError``
 (a JSON value of the wrong kind), and name the path, e.g.
-``InputState.history[0].to: Invalid enum value 'foo'``.
+``InputState.history[0].to: unknown InputLifecycleState 'foo'`` (``_error``
+words msgspec's errors as 0.1.0's hand-written reader did).
 
 The Structs are not dataclasses: copy with ``msgspec.structs.replace``; a
 frozen one raises AttributeError on assignment.
