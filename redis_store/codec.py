@@ -79,7 +79,7 @@ def encode_snapshot(snapshot: bytes) -> bytes:
 def input_state_prefix(wire: dict | InputState) -> bytes:
     """Envelope of an input state (its wire dict, or the InputState itself
     once checked storable), missing only its last slot."""
-    if type(wire) is InputState:
+    if isinstance(wire, InputState):
         if wire.last_boundary_sequence is not None:
             wire = msgspec.structs.replace(wire, last_boundary_sequence=None)
         return _ARRAY3 + _VERSION + _pack(wire)  # the same bytes as its to_dict()'s
@@ -89,7 +89,7 @@ def input_state_prefix(wire: dict | InputState) -> bytes:
 
 
 def encode_input_state(wire: dict | InputState) -> bytes:
-    seq = wire.last_boundary_sequence if type(wire) is InputState else wire.get("last_boundary_sequence")
+    seq = wire.last_boundary_sequence if isinstance(wire, InputState) else wire.get("last_boundary_sequence")
     return input_state_prefix(wire) + (_NIL if seq is None else seq_suffix(seq))
 
 
