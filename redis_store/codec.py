@@ -20,11 +20,11 @@ versions; a value from a newer version is refused rather than misread.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal, Optional
 
 import msgspec
 
-from .types import InputState, RunBoundaryReceipt, RuntimeState
+from .types import U64, InputState, RunBoundaryReceipt, RuntimeState, _dec_hook, _enc_hook
 
 #: Current schema version of every kind of value.
 SCHEMA_VERSION = 1
@@ -57,8 +57,13 @@ def seq_suffix(sequence: int) -> bytes:
 #: msgspec writes msgpack as msgpack-python did (smallest int and str forms,
 #: bin for bytes, maps in insertion order): tests/test_stored_fixtures.py
 #: holds it to 0.1.0's bytes, so commit-id fingerprints stay the same.
-_pack = msgspec.msgpack.Encoder().encode
+_pack = msgspec.msgpack.Encoder(enc_hook=_enc_hook).encode
 _unpack = msgspec.msgpack.Decoder().decode
+#: A current input state envelope read straight into the Struct; anything it
+#: refuses (or an older version) takes the generic path, which names the problem.
+_unpack_input_state = msgspec.msgpack.Decoder(
+    tuple[Literal[1], InputState, Optional[U64]], dec_hook=_dec_hook  # noqa: UP045
+).decode
 
 
 # -- encoding -------------------------------------------------------------
@@ -71,15 +76,20 @@ def encode_snapshot(snapshot: bytes) -> bytes:
     return _ARRAY2 + _VERSION + _pack(snapshot)
 
 
-def input_state_prefix(wire: dict) -> bytes:
-    """Envelope of an input state, missing only its last slot."""
+def input_state_prefix(wire: dict | InputState) -> bytes:
+    """Envelope of an input state (its wire dict, or the InputState itself
+    once checked storable), missing only its last slot."""
+    if isinstance(wire, InputState):
+        if wire.last_boundary_sequence is not None:
+            wire = msgspec.structs.replace(wire, last_boundary_sequence=None)
+        return _ARRAY3 + _VERSION + _pack(wire)  # the same bytes as its to_dict()'s
     wire = dict(wire)
     wire.pop("last_boundary_sequence", None)
     return _ARRAY3 + _VERSION + _pack(wire)
 
 
-def encode_input_state(wire: dict) -> bytes:
-    seq = wire.get("last_boundary_sequence")
+def encode_input_state(wire: dict | InputState) -> bytes:
+    seq = wire.last_boundary_sequence if isinstance(wire, InputState) else wire.get("last_boundary_sequence")
     return input_state_prefix(wire) + (_NIL if seq is None else seq_suffix(seq))
 
 
@@ -148,6 +158,15 @@ def _decode_wire(kind: str, value: bytes, seq_field: str, cls):
 
 
 def decode_input_state(value: bytes) -> InputState:
+    if not UPGRADES["input_state"]:
+        try:
+            _, state, seq = _unpack_input_state(value)
+        except msgspec.MsgspecError:
+            pass
+        else:
+            if seq is not None:
+                state.last_boundary_sequence = seq
+            return state
     return _decode_wire("input_state", value, "last_boundary_sequence", InputState)
 
 

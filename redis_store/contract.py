@@ -35,6 +35,8 @@ import hashlib
 from typing import Any, NamedTuple, cast
 from collections.abc import Iterable, Sequence
 
+import msgspec
+
 from . import codec, jsonwire, telemetry
 from .digest import DigestCache, inspect_session
 from .errors import (
@@ -189,17 +191,19 @@ def sequence_exhausted(run_id: str) -> WriteFailed:
     )
 
 
-def _storable_wire(name: str, value: Any, cls: type[Any]) -> dict:
-    """The wire dict of ``value``, refused (TypeError/ValueError) unless it
-    reads back as an equal value: a str where a RunId belongs, an uppercase
-    uuid, a datetime for a Timestamp, a negative count would otherwise be
-    stored and then be unreadable, or keyed under the wrong text."""
+def _storable(name: str, value: Any, cls: type[Any]) -> Any:
+    """``value``, or its equal of exact types, refused (TypeError/ValueError)
+    unless it reads back as an equal value: a str where a RunId belongs, an
+    uppercase uuid, a datetime for a Timestamp, a negative count would
+    otherwise be stored and then be unreadable, or keyed under the wrong
+    text. What it returns encodes as its wire form (``codec``)."""
     _check(name, value, cls)
     if surely_storable(value):  # exact types: no round trip needed
-        return value.to_dict()
+        return value
     try:
         wire = value.to_dict()
-        same = cls.from_dict(wire) == value
+        back = cls.from_dict(wire)
+        same = back == value
     except (AttributeError, TypeError) as exc:
         raise TypeError(f"{name} cannot be stored: {exc}") from exc
     except ValueError as exc:
@@ -212,7 +216,12 @@ def _storable_wire(name: str, value: Any, cls: type[Any]) -> dict:
     free_form = wire.get("persisted_input")
     if free_form is not None:
         _check_plain_json(f"{name}.persisted_input", free_form)
-    return wire
+    return back
+
+
+def _storable_wire(name: str, value: object, cls: type) -> dict:
+    """The wire dict of ``value``, refused as ``_storable`` refuses."""
+    return _storable(name, value, cls).to_dict()
 
 
 def _check_plain_json(name: str, value: object) -> None:
@@ -226,15 +235,16 @@ def _check_plain_json(name: str, value: object) -> None:
         raise ValueError(f"{name} is not plain JSON: it changes in a JSON round trip (non-str keys? tuples?)")
 
 
-def _input_wires(name: str, states: object) -> list[dict]:
+def _input_wires(name: str, states: object) -> list[InputState]:
+    """The states, checked storable; encoded (``_encode_inputs``) before the next await."""
     if isinstance(states, (str, bytes)) or not isinstance(states, Iterable):
         raise _type_error(name, "a list of InputState", states)
-    return [_storable_wire(f"{name}[{i}]", state, InputState) for i, state in enumerate(states)]
+    return [_storable(f"{name}[{i}]", state, InputState) for i, state in enumerate(states)]
 
 
-def _encode_inputs(name: str, wires: list[dict], encode) -> EncodedInputs:
+def _encode_inputs(name: str, wires: list[InputState], encode) -> EncodedInputs:
     try:
-        return [EncodedInput(wire["input_id"], encode(wire), wire.get("idempotency_key")) for wire in wires]
+        return [EncodedInput(str(s.input_id), encode(s), s.idempotency_key) for s in wires]
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. ints beyond 64 bits
         raise ValueError(f"{name} cannot be encoded: {exc}") from exc
 
@@ -287,7 +297,7 @@ class RuntimeStore(abc.ABC):
     def commit_id_ttl_ms(self) -> int:
         return self.options.commit_id_ttl_ms
 
-    def _check_batch(self, name: str, wires: list[dict]) -> None:
+    def _check_batch(self, name: str, wires: list[InputState]) -> None:
         if len(wires) > self.options.max_inputs_per_call:
             raise ValueError(
                 f"{name} holds {len(wires)} input states; this store takes at most "
@@ -295,15 +305,16 @@ class RuntimeStore(abc.ABC):
             )
         seen: set[str] = set()
         claimed: dict[str, str] = {}
-        for wire in wires:
-            if wire["input_id"] in seen:
-                raise ValueError(f"{name} names input {wire['input_id']} twice; send each input once per call")
-            seen.add(wire["input_id"])
-            key = wire.get("idempotency_key")
+        for state in wires:
+            input_id = str(state.input_id)
+            if input_id in seen:
+                raise ValueError(f"{name} names input {input_id} twice; send each input once per call")
+            seen.add(input_id)
+            key = state.idempotency_key
             if key is not None:
                 if key in claimed:
-                    raise IdempotencyKeyConflict(key, claimed[key], wire["input_id"])
-                claimed[key] = wire["input_id"]
+                    raise IdempotencyKeyConflict(key, claimed[key], input_id)
+                claimed[key] = input_id
 
     def _summary(self, delta: SessionDelta):
         size = len(delta.session_snapshot)
@@ -349,8 +360,8 @@ class RuntimeStore(abc.ABC):
             _check(f"contributing_input_ids[{i}]", input_id, InputId)
         wires = _input_wires("input_updates", input_updates)
         self._check_batch("input_updates", wires)
-        for wire in wires:  # the backend appends last_boundary_sequence
-            wire["last_run_id"] = str(run_id)
+        # Copies (the caller's states stay as they are); the backend appends last_boundary_sequence.
+        wires = [msgspec.structs.replace(s, last_run_id=run_id, last_boundary_sequence=None) for s in wires]
         fence = _fence(rid, lease)
         summary = self._summary(session_delta)
         receipt = RunBoundaryReceipt(

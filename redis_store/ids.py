@@ -112,8 +112,10 @@ class _UuidId(_Newtype):
         text = None
         if isinstance(value, str):
             if type(value) is str and _CANONICAL_UUID_TEXT.fullmatch(value):
-                text = value
-            value = parse_uuid(value, type(self).__name__)
+                text = value  # then no second regex, and the int is all uuid.UUID needs
+                value = _uuid.UUID(int=int(value.replace("-", ""), 16))
+            else:
+                value = parse_uuid(value, type(self).__name__)
         elif not isinstance(value, _uuid.UUID):
             raise TypeError(
                 f"{type(self).__name__} takes a uuid.UUID or a str, got {type(value).__name__}"

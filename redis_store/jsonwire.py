@@ -34,7 +34,7 @@ import json
 import math
 import re
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 __all__ = ["MAX_DEPTH", "dumps", "dumps_bytes", "loads", "loads_pairs", "loads_with", "paused_gc"]
 
@@ -80,9 +80,9 @@ def _c_encode(value: Any) -> str:
     return "".join(encoder(value, 0))
 
 
-_make_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)  # CPython's private C encoder, if any
 _encode_string = json.encoder.encode_basestring
-_encode_json = _ENCODER.encode
+_encode_json: Callable[[Any], str] = _ENCODER.encode
 if _make_c_encoder is not None:
     try:  # the C encoder's signature is CPython's business: check it on samples
         _SAMPLES = ("s\n\u00e9", {"a": [1, 2.5, None, "x\u2028"], "b": {}}, [-0.0, 1e-7, 10**20])

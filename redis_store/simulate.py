@@ -24,6 +24,8 @@ import uuid
 from collections import defaultdict
 from typing import Any, Awaitable, Callable, TypeVar
 
+import msgspec
+
 from .contract import RuntimeStore
 from .ids import InputId, RunId, SessionId
 from .lease import FencedStore, LeaseKeeper
@@ -124,7 +126,7 @@ class Session:
 def _move(state: InputState, to: InputLifecycleState, reason: str) -> InputState:
     now = Timestamp.now()
     entry = InputStateHistoryEntry(now, state.current_state, to, reason)
-    return dataclasses.replace(state, current_state=to, updated_at=now, history=[*state.history, entry])
+    return msgspec.structs.replace(state, current_state=to, updated_at=now, history=[*state.history, entry])
 
 
 class Worker:
@@ -187,7 +189,7 @@ class Worker:
             receipt = await self.timed("commit_session_boundary", store.commit_session_boundary(
                 rid, session.snapshot(turn), run_id, RunApplyBoundary.RUN_CHECKPOINT, [state.input_id], [state],
                 commit_id=f"{run_id}:checkpoint"))
-            state = dataclasses.replace(
+            state = msgspec.structs.replace(
                 _move(state, InputLifecycleState.CONSUMED, "run completed"),
                 terminal_outcome=ConsumedOutcome(),
                 last_run_id=receipt.run_id,

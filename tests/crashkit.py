@@ -36,6 +36,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+import msgspec
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry
@@ -350,7 +351,7 @@ def _move(state: InputState, rng: random.Random) -> InputState:
         to = InputLifecycleState.ABANDONED if rng.random() < 0.5 else InputLifecycleState.SUPERSEDED
     now = Timestamp.now()
     entry = InputStateHistoryEntry(now, state.current_state, to, f"crash storm {to.value}")
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         state,
         current_state=to,
         updated_at=now,
@@ -488,7 +489,7 @@ class RuntimeModel:
         if kind == "conflict":  # an existing receipt key: ReceiptConflict, nothing written
             key = rng.choice(sorted(v.receipts))
             existing = RunBoundaryReceipt.from_dict(v.receipts[key])
-            clash = dataclasses.replace(existing, message_count=existing.message_count + 1)
+            clash = msgspec.structs.replace(existing, message_count=existing.message_count + 1)
             states = [_move(s, rng) for s in self._live(v, rng, 2)]
             delta = SessionDelta(self._snapshot(rng))
             return Op(kind, lambda s: s.atomic_apply(rid, delta, clash, states), v, expect_error=ReceiptConflict)

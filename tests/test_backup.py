@@ -9,6 +9,7 @@ import io
 import json
 import tracemalloc
 
+import msgspec
 import pytest
 
 from conftest import Backend
@@ -35,7 +36,7 @@ async def populate(store) -> None:
     """Runtimes using every part of the store: minted and applied receipts,
     snapshots of all three kinds, idempotency keys, a pruned run, input stamps, leases (epochs)."""
     for n, rid in enumerate(RUNTIMES):
-        first = dataclasses.replace(InputState.new_accepted(InputId.new()), idempotency_key=f"hook-{n}")
+        first = msgspec.structs.replace(InputState.new_accepted(InputId.new()), idempotency_key=f"hook-{n}")
         first.persisted_input = {"input_type": "prompt", "text": f"hello {rid}", "nested": [1, 2.5, None, {"k": "v"}]}
         await store.persist_input_state(rid, first)
         old_run, run = RunId.new(), RunId.new()
@@ -50,7 +51,7 @@ async def populate(store) -> None:
         if n == 2:  # a snapshot mid-run, belonging to no receipt
             await store.commit_session_snapshot(rid, SessionDelta(session_json(5)))
         if n % 2:  # a snapshot stored by atomic_apply, with a caller-minted receipt
-            applied = dataclasses.replace(receipt, sequence=receipt.sequence + 5)
+            applied = msgspec.structs.replace(receipt, sequence=receipt.sequence + 5)
             await store.atomic_apply(rid, SessionDelta(session_json(4)), applied, [])
         await store.prune_runtime(rid, keep_runs=1)  # drops old_run's receipts, keeps its counter
     for _ in range(3):

@@ -6,10 +6,10 @@ error and leave the store exactly as it was (read back in full)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 
 import fakeredis
+import msgspec
 import pytest
 import redis.asyncio
 from hypothesis import HealthCheck, given, settings
@@ -80,7 +80,7 @@ async def test_limits_are_refused_before_anything_is_sent(store):
         (r"holds 5 input states; this store takes at most 4 per call \(max_inputs_per_call\)",
          lambda: store.atomic_lifecycle_commit("rt", RuntimeState.RUNNING, many)),
         ("max_inputs_per_call", lambda: store.commit_session_boundary("rt", SessionDelta(session_json(1)), RunId.new(), RunApplyBoundary.RUN_START, [], many)),
-        ("twice", lambda: store.atomic_apply("rt", None, make_receipt(RunId.new(), 0), [state, dataclasses.replace(state)])),
+        ("twice", lambda: store.atomic_apply("rt", None, make_receipt(RunId.new(), 0), [state, msgspec.structs.replace(state)])),
         ("not a meerkat Session", lambda: store.commit_session_boundary("rt", SessionDelta(b'{"id":1}'), RunId.new(), RunApplyBoundary.RUN_START, [], [state])),
     ]
     for message, call in calls:

@@ -64,3 +64,31 @@ def test_bad_wire_envelopes_say_what_is_wrong():
         codec.decode_input_state(msgspec.msgpack.encode([1, {"input_id": "nope"}, None]))
     with pytest.raises(codec.DecodeError, match="runtime_state: 'sleepy' is not a valid RuntimeState"):
         codec.decode_runtime_state(msgspec.msgpack.encode([1, "sleepy"]))
+
+
+# -- the typed envelope reader agrees with the generic one ----------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from test_types_wire import input_states, mutated, outcome  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data(), input_states, st.none() | st.integers(0, 2**64 - 1))
+def test_typed_input_state_reading_agrees_with_the_generic_one(data, state, seq) -> None:
+    """decode_input_state reads a current envelope straight into the Struct and
+    falls back to the generic path (msgpack to dicts, from_dict) for anything
+    it refuses: both must give the same state, or the same error."""
+    wire = state.to_dict()
+    for changed in (wire, data.draw(mutated(wire)), data.draw(mutated(wire))):
+        try:
+            stored = msgspec.msgpack.encode([1, changed, seq])
+        except OverflowError:  # an int msgpack cannot hold (2**64): never stored
+            continue
+        typed = outcome(codec.decode_input_state, stored)
+        generic = outcome(lambda v: codec._decode_wire("input_state", v, "last_boundary_sequence", InputState), stored)
+        if isinstance(typed, tuple) or isinstance(generic, tuple):
+            assert typed == generic
+        else:
+            assert typed == generic and typed.to_json() == generic.to_json()

@@ -4,8 +4,8 @@ first, then one test per rule of the contract."""
 
 from __future__ import annotations
 
-import dataclasses
 
+import msgspec
 import pytest
 
 from redis_store import (
@@ -42,7 +42,7 @@ def make_receipt(run_id: RunId, seq: int, **changes) -> RunBoundaryReceipt:
         message_count=0,
         sequence=seq,
     )
-    return dataclasses.replace(receipt, **changes)
+    return msgspec.structs.replace(receipt, **changes)
 
 
 def delta(turns: int = 0, session_id: str | None = None) -> SessionDelta:
@@ -225,11 +225,11 @@ async def test_commit_stamps_inputs_and_changes_nothing_else(store):
     run_id = RunId.new()
     a = InputState.new_accepted(InputId.new())
     a.current_state, a.attempt_count = InputLifecycleState.APPLIED, 2
-    original = dataclasses.replace(a)
+    original = msgspec.structs.replace(a)
     await commit(store, "rt", run_id)
     receipt = await commit(store, "rt", run_id, [a])
     stored = await store.load_input_state("rt", a.input_id)
-    assert stored == dataclasses.replace(original, last_run_id=run_id, last_boundary_sequence=1)
+    assert stored == msgspec.structs.replace(original, last_run_id=run_id, last_boundary_sequence=1)
     assert receipt.sequence == 1
     assert a == original  # the caller's object is not mutated
 
@@ -297,7 +297,7 @@ async def test_inputs_load_in_first_stored_order_through_every_write(store):
     await store.atomic_apply("rt", None, make_receipt(RunId.new(), 0), [states[ids[5]]])
     await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [states[ids[2]], states[ids[4]]])
     # Updates keep their place, whichever method writes them.
-    updated = dataclasses.replace(states[ids[3]], current_state=InputLifecycleState.CONSUMED)
+    updated = msgspec.structs.replace(states[ids[3]], current_state=InputLifecycleState.CONSUMED)
     await store.atomic_lifecycle_commit("rt", RuntimeState.RUNNING, [updated])
     await commit(store, "rt", run_id, [states[ids[5]]])
     loaded = await store.load_input_states("rt")
@@ -310,7 +310,7 @@ async def test_same_input_twice_in_one_batch_is_refused(store):
     # meerkat lets the last one win; a batch naming an input twice is almost
     # always a caller's bug, so this contract refuses it (issue 5).
     a = InputState.new_accepted(InputId.new())
-    b = dataclasses.replace(a, current_state=InputLifecycleState.QUEUED)
+    b = msgspec.structs.replace(a, current_state=InputLifecycleState.QUEUED)
     for call in (
         lambda: store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [a, b]),
         lambda: store.commit_session_boundary("rt", delta(1), RunId.new(), RunApplyBoundary.RUN_START, [], [a, b]),
@@ -382,28 +382,28 @@ def _bad_calls(run_id, state):
         (TypeError, lambda s: s.atomic_apply("rt", None, good_receipt, [state], session_store_key="x")),
         (TypeError, lambda s: s.atomic_apply("rt", None, good_receipt, [state, None])),
         (TypeError, lambda s: s.atomic_apply("rt", None, good_receipt, state)),
-        (ValueError, lambda s: s.atomic_apply("rt", None, good_receipt, [dataclasses.replace(state, attempt_count=-1)])),
+        (ValueError, lambda s: s.atomic_apply("rt", None, good_receipt, [msgspec.structs.replace(state, attempt_count=-1)])),
         (TypeError, lambda s: s.commit_session_boundary("rt", b"{}", run_id, RunApplyBoundary.RUN_START, [], [])),
         (TypeError, lambda s: s.commit_session_boundary("rt", delta(), str(run_id), RunApplyBoundary.RUN_START, [], [])),
         (TypeError, lambda s: s.commit_session_boundary("rt", delta(), run_id, "run_start", [], [])),
         (TypeError, lambda s: s.commit_session_boundary("rt", delta(), run_id, RunApplyBoundary.RUN_START, ["x"], [])),
         (TypeError, lambda s: s.commit_session_boundary("rt", delta(), run_id, RunApplyBoundary.RUN_START, [], [state, 1])),
         (TypeError, lambda s: s.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [state, "x"])),
-        (TypeError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, current_state="queued"))),
-        (TypeError, lambda s: s.atomic_apply("rt", None, dataclasses.replace(good_receipt, run_id=str(run_id)), [])),
-        (TypeError, lambda s: s.atomic_apply("rt", None, dataclasses.replace(good_receipt, run_id=str(run_id).upper()), [])),
+        (TypeError, lambda s: s.persist_input_state("rt", msgspec.structs.replace(state, current_state="queued"))),
+        (TypeError, lambda s: s.atomic_apply("rt", None, msgspec.structs.replace(good_receipt, run_id=str(run_id)), [])),
+        (TypeError, lambda s: s.atomic_apply("rt", None, msgspec.structs.replace(good_receipt, run_id=str(run_id).upper()), [])),
         (TypeError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 0, contributing_input_ids=[str(state.input_id)]), [])),
-        (TypeError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, input_id=str(state.input_id).upper()))),
-        (TypeError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, last_run_id=f"urn:uuid:{run_id}"))),
-        (TypeError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, created_at="2024-01-02T03:04:05+01:00"))),
-        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"payload": {1: "a"}}))),
-        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"a": b"bytes"}))),
-        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"a": float("nan")}))),
-        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"a": (1, 2)}))),
-        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"a": 2**64}))),
+        (TypeError, lambda s: s.persist_input_state("rt", msgspec.structs.replace(state, input_id=str(state.input_id).upper()))),
+        (TypeError, lambda s: s.persist_input_state("rt", msgspec.structs.replace(state, last_run_id=f"urn:uuid:{run_id}"))),
+        (TypeError, lambda s: s.persist_input_state("rt", msgspec.structs.replace(state, created_at="2024-01-02T03:04:05+01:00"))),
+        (ValueError, lambda s: s.persist_input_state("rt", msgspec.structs.replace(state, persisted_input={"payload": {1: "a"}}))),
+        (ValueError, lambda s: s.persist_input_state("rt", msgspec.structs.replace(state, persisted_input={"a": b"bytes"}))),
+        (ValueError, lambda s: s.persist_input_state("rt", msgspec.structs.replace(state, persisted_input={"a": float("nan")}))),
+        (ValueError, lambda s: s.persist_input_state("rt", msgspec.structs.replace(state, persisted_input={"a": (1, 2)}))),
+        (ValueError, lambda s: s.persist_input_state("rt", msgspec.structs.replace(state, persisted_input={"a": 2**64}))),
         (TypeError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 0, message_count="1"), [])),
         (ValueError, lambda s: s.atomic_apply("rt", None, make_receipt(run_id, 0, message_count=-1), [])),
-        (ValueError, lambda s: s.persist_input_state("rt", dataclasses.replace(state, persisted_input={"a": "\ud800"}))),
+        (ValueError, lambda s: s.persist_input_state("rt", msgspec.structs.replace(state, persisted_input={"a": "\ud800"}))),
     ]
 
 
@@ -611,7 +611,7 @@ async def test_inputs_load_by_ids_in_the_order_asked(store):
 # -- idempotency keys: an index kept by the same atomic writes ----------------------------
 
 def keyed(key: str | None, input_id: InputId | None = None) -> InputState:
-    return dataclasses.replace(InputState.new_accepted(input_id or InputId.new()), idempotency_key=key)
+    return msgspec.structs.replace(InputState.new_accepted(input_id or InputId.new()), idempotency_key=key)
 
 
 async def test_inputs_are_found_by_idempotency_key_through_every_write(store):

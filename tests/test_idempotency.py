@@ -4,9 +4,9 @@ first attempt did and writes nothing new."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 
+import msgspec
 import pytest
 
 from redis_store import (
@@ -57,7 +57,7 @@ async def test_retried_apply_is_quiet_instead_of_a_receipt_conflict(store):
     before = await store.dump_runtime("rt")
     await store.atomic_apply("rt", snapshot, make_receipt(run_id, 0), [state], commit_id="a-1")
     assert await store.dump_runtime("rt") == before
-    changed = dataclasses.replace(state, attempt_count=3)
+    changed = msgspec.structs.replace(state, attempt_count=3)
     with pytest.raises(CommitIdReused):
         await store.atomic_apply("rt", None, make_receipt(run_id, 0), [changed], commit_id="a-1")
 
@@ -71,7 +71,7 @@ async def test_the_same_commit_id_with_other_input_updates_is_refused(store):
     receipt = make_receipt(run_id, 5)
     await store.atomic_apply("rt", snapshot, receipt, [state], commit_id="a")
     before = await store.dump_runtime("rt")
-    changed = dataclasses.replace(state, attempt_count=state.attempt_count + 1)
+    changed = msgspec.structs.replace(state, attempt_count=state.attempt_count + 1)
     with pytest.raises(CommitIdReused):  # only the input updates differ
         await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [changed], commit_id="c")
     with pytest.raises(CommitIdReused):

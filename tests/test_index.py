@@ -6,7 +6,6 @@ test_conformance.py (every backend, both APIs)."""
 
 from __future__ import annotations
 
-import dataclasses
 
 import msgspec
 import pytest
@@ -17,7 +16,7 @@ from redis_store.keys import KeyLayout
 
 
 def keyed(key, input_id=None):
-    return dataclasses.replace(InputState.new_accepted(input_id or InputId.new()), idempotency_key=key)
+    return msgspec.structs.replace(InputState.new_accepted(input_id or InputId.new()), idempotency_key=key)
 
 
 async def _as_stored_before_the_index(raw, keys):

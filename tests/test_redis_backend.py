@@ -4,7 +4,6 @@ error mapping, and values written by something else."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from test_conformance import TRICKY_IDS, commit, make_receipt
 async def _all_writes(store, rid):
     """Every script, fenced and with commit ids where they take them."""
     run_id = RunId.new()
-    state = dataclasses.replace(InputState.new_accepted(InputId.new()), idempotency_key="webhook-1")
+    state = msgspec.structs.replace(InputState.new_accepted(InputId.new()), idempotency_key="webhook-1")
     lease = await store.acquire_lease(rid, "worker-1", 30)
     await store.commit_session_boundary(
         rid, SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [state], lease=lease, commit_id="c-1"

@@ -15,7 +15,6 @@ fixed): they stay as regression tests.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import re
@@ -25,6 +24,7 @@ import traceback
 from pathlib import Path
 from urllib.parse import quote, quote_plus, urlencode
 
+import msgspec
 import pytest
 import redis
 import redis.asyncio
@@ -221,7 +221,7 @@ async def exercise_every_method(store, rid: str, expire_commit_id=None) -> None:
         await runtime.atomic_apply(rid, None, applied, [])
     await runtime.atomic_lifecycle_commit(rid, RuntimeState.IDLE, await store.load_input_states(rid))
     assert (await store.load_input_state(rid, first.input_id)).input_id == first.input_id
-    keyed = dataclasses.replace(InputState.new_accepted(InputId.new()), idempotency_key=f"hook-{rid}")
+    keyed = msgspec.structs.replace(InputState.new_accepted(InputId.new()), idempotency_key=f"hook-{rid}")
     await runtime.persist_input_state(rid, keyed)
     assert await store.load_input_state_by_idempotency_key(rid, f"hook-{rid}") == keyed
     assert await store.load_input_states_by_ids(rid, [keyed.input_id, InputId.new()]) == [keyed, None]

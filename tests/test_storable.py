@@ -5,12 +5,12 @@ unsure of goes through that round trip, so accept/reject stays the same."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import enum
 import uuid
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -63,19 +63,19 @@ def reference(name: str, value: Any, cls: type) -> Any:
 
 def changed(draw: Any, value: Any) -> Any:
     """``value`` with one field, perhaps a nested one, set to a wrong value."""
-    fields = [f.name for f in dataclasses.fields(value)]
+    fields = [f.name for f in msgspec.structs.fields(value)]
     if not fields:
         return value
     name = draw(st.sampled_from(fields))
     current = getattr(value, name)
-    if dataclasses.is_dataclass(current) and draw(st.booleans()):
+    if isinstance(current, msgspec.Struct) and draw(st.booleans()):
         new = changed(draw, current)
-    elif type(current) is list and current and dataclasses.is_dataclass(current[0]) and draw(st.booleans()):
+    elif type(current) is list and current and isinstance(current[0], msgspec.Struct) and draw(st.booleans()):
         new = [changed(draw, current[0]), *current[1:]]
     else:
         new = draw(WRONG)
     try:
-        return dataclasses.replace(value, **{name: new})
+        return msgspec.structs.replace(value, **{name: new})
     except (TypeError, ValueError):
         return value
 
@@ -100,7 +100,7 @@ def test_exact_types_need_no_round_trip() -> None:
     state = InputState.new_accepted(InputId.new())
     state.persisted_input = {"input_type": "prompt", "text": "hi", "n": [1, 2.5, None, True]}
     assert surely_storable(state)
-    assert not surely_storable(dataclasses.replace(state, last_run_id=str(RunId.new())))
-    assert not surely_storable(dataclasses.replace(state, persisted_input={"n": 2**70}))
+    assert not surely_storable(msgspec.structs.replace(state, last_run_id=str(RunId.new())))
+    assert not surely_storable(msgspec.structs.replace(state, persisted_input={"n": 2**70}))
     with pytest.raises(ValueError, match="cannot be stored"):
-        contract._storable_wire("state", dataclasses.replace(state, created_at=datetime.datetime.now()), InputState)
+        contract._storable_wire("state", msgspec.structs.replace(state, created_at=datetime.datetime.now()), InputState)

@@ -3,11 +3,11 @@ in-memory exporters, on memory:// and a real Redis server."""
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import subprocess
 import sys
 
+import msgspec
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -121,8 +121,8 @@ async def test_replays_conflicts_and_fenced_writes_are_counted(observed_backend,
     assert first.attributes["redis_store.outcome"] == "ok"
     with pytest.raises(ReceiptConflict):
         await store.atomic_apply("rt-2", None, receipt, [state])
-    await store.atomic_apply("rt-2", None, dataclasses.replace(receipt, sequence=5), [], commit_id="a-1")
-    await store.atomic_apply("rt-2", None, dataclasses.replace(receipt, sequence=5), [], commit_id="a-1")
+    await store.atomic_apply("rt-2", None, msgspec.structs.replace(receipt, sequence=5), [], commit_id="a-1")
+    await store.atomic_apply("rt-2", None, msgspec.structs.replace(receipt, sequence=5), [], commit_id="a-1")
     lease = await store.acquire_lease("rt-2", "w", 5)
     await store.revoke_lease("rt-2")
     with pytest.raises(FencedOut):
