@@ -11,6 +11,7 @@ import pytest
 
 from redis_store import (
     FencedOut,
+    InMemoryRuntimeStore,
     InputId,
     InputState,
     Lease,
@@ -242,3 +243,25 @@ async def test_renew_checks_the_ttl_it_is_given(store):
         with pytest.raises(ValueError):
             await store.renew_lease(bad)
     assert (await store.current_lease("rt")) is not None
+
+
+async def test_memory_lease_time_is_the_monotonic_clock_in_ms(memory_clock):
+    """Controlled time (conftest.memory_clock): a lease lasts exactly its ttl
+    on the memory store's clock, and, as Redis expires a key, it is gone
+    once the clock is past its expiry, not at it."""
+    store = InMemoryRuntimeStore()
+    lease = await store.acquire_lease("rt", "w", 10)
+    memory_clock.now = 1004.0
+    assert (await store.current_lease("rt")).ttl_ms == 6000
+    with pytest.raises(LeaseHeld) as held:
+        await store.acquire_lease("rt", "other", 10)
+    assert held.value.remaining_ms == 6000
+    lease = await store.renew_lease(lease)  # 10 s from now
+    memory_clock.now = 1014.0  # exactly at its expiry: still held, 0 ms left (Redis: PTTL 0)
+    assert (await store.current_lease("rt")).ttl_ms == 0
+    await store.persist_runtime_state("rt", RuntimeState.IDLE, lease=lease)
+    memory_clock.now = 1014.001
+    assert await store.current_lease("rt") is None
+    with pytest.raises(FencedOut):
+        await store.persist_runtime_state("rt", RuntimeState.RUNNING, lease=lease)
+    assert await store.load_runtime_state("rt") == RuntimeState.IDLE
