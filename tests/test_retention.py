@@ -11,7 +11,7 @@ import pytest
 
 from redis_store import InMemoryRuntimeStore, InputId, InputState, ReadFailed, RunApplyBoundary, RunId, SessionDelta
 from redis_store.audit import examine
-from redis_store.contract import StoreOptions
+from redis_store.contract import PruneReport, StoreOptions
 from redis_store.keys import KeyLayout
 from sessions import session_json
 from test_conformance import make_receipt
@@ -152,6 +152,32 @@ async def test_commit_ids_expire_as_a_whole_after_the_last_commit(backend):
     assert (await store.prune_runtime("rt")).commit_ids_forgotten == 0
     again = await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [], commit_id="c0")
     assert again.sequence == 3
+
+
+async def test_pruning_a_runtime_that_stores_nothing(store):
+    assert await store.prune_runtime("never-seen", keep_runs=0) == PruneReport(0, 0)
+    assert await store.dump_runtime("never-seen") == await store.dump_runtime("never-seen-either")
+
+
+async def test_a_prune_racing_another_counts_only_what_it_removed(backend):
+    """Two prune jobs at once: the other one removes the receipts between
+    this one's dump and its drop. This one removes nothing and says so."""
+    if backend.sync:
+        pytest.skip("the race is injected into the async store")
+    store = backend.open()
+    old, new = RunId.new(), RunId.new()
+    await store.atomic_apply("rt", None, make_receipt(old, 0), [])
+    await store.commit_session_boundary("rt", SessionDelta(session_json(1)), new, RunApplyBoundary.RUN_START, [], [])
+    reads = store.load_input_states
+
+    async def meanwhile_the_other_job(rid):  # prune_runtime reads the inputs between its dump and its drop
+        store.load_input_states = reads
+        assert (await store.prune_runtime("rt", keep_runs=1)).receipts_removed == 1
+        return await reads(rid)
+
+    store.load_input_states = meanwhile_the_other_job
+    assert (await store.prune_runtime("rt", keep_runs=1)).receipts_removed == 0
+    assert await store.load_boundary_receipt("rt", old, 0) is None
 
 
 async def _commit(store, commit_id: str) -> int:
