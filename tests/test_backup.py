@@ -323,6 +323,8 @@ async def test_restore_runtime_refuses_inconsistent_raw_values_writing_nothing(t
         "does not decode": dataclasses.replace(good, inputs={**good.inputs, some_input: b"\x93garbage"}),
         "input_order must name every input once": dataclasses.replace(good, input_order=good.input_order[:1]),
         "run counter": dataclasses.replace(good, run_seqs={"r": "-1"}),
+        "is of run": dataclasses.replace(good, receipts={f"x:{field}": value for field, value in good.receipts.items()}),
+        "is of run .*, sequence": dataclasses.replace(good, receipts={"garbage": value for value in good.receipts.values()}),
         "meta may name one snapshot receipt": dataclasses.replace(good, meta={**good.meta, "snapshot_applied": "x:1"}),
     }
     for message, raw in bad.items():
