@@ -87,7 +87,8 @@ class _Runtime:
         self.snapshot_free = minted is None and applied is None
 
     def live_lease(self) -> tuple[str, int, float] | None:
-        if self.lease is not None and self.lease[2] <= _now_ms():
+        # As Redis expires a key: once the clock is past its expiry, not at it.
+        if self.lease is not None and self.lease[2] < _now_ms():
             self.lease = None
         return self.lease
 
@@ -113,8 +114,8 @@ class _Runtime:
         if commit is None:
             return
         now = _now_ms()
-        if self.commits and self.commits_at <= now - retention_ms:
-            self.commits.clear()  # as Redis expires both keys retention_ms after the last commit
+        if self.commits and self.commits_at < now - retention_ms:
+            self.commits.clear()  # as Redis expires both keys: once past retention_ms after the last commit
         self.commits[commit.commit_id] = (commit.fingerprint, sequence, now)
         self.commits_at = now
 
@@ -324,7 +325,7 @@ class InMemoryRuntimeStore(RuntimeStore):
             if runtime is None:
                 return 0
             cutoff = _now_ms() - self.commit_id_ttl_ms
-            if runtime.commits_at <= cutoff:  # expired as a whole, as Redis expires both keys: none left to forget
+            if runtime.commits_at < cutoff:  # expired as a whole (past it, as Redis expires keys): none left to forget
                 runtime.commits.clear()
                 return 0
             expired = [c for c, (_, _, at) in runtime.commits.items() if at <= cutoff][:batch]

@@ -1000,6 +1000,9 @@ def _check_raw(rid: str, raw: RawRuntime) -> dict[str, str]:
         raise ValueError(f"runtime {rid!r}: the idempotency index does not agree with the inputs' keys")
     for field, value in raw.receipts.items():
         decodes(f"receipt {field}", codec.decode_receipt, value)
+        receipt = codec.decode_receipt(value)
+        if field != f"{receipt.run_id}:{receipt.sequence}":  # the field a store would have written it under
+            raise ValueError(f"runtime {rid!r}: receipt {field!r} is of run {receipt.run_id}, sequence {receipt.sequence}")
     for run, counter in raw.run_seqs.items():
         if not isinstance(counter, str) or not counter.isdigit() or int(counter) > MAX_SEQUENCE:
             raise ValueError(f"runtime {rid!r}: run counter of {run} must be a sequence, got {counter!r}")

@@ -195,3 +195,25 @@ async def store(backend):
 
 #: Redis-protocol backends only, for tests of Redis behaviour.
 redis_backend = pytest.fixture(params=_chosen(["fakeredis", "redis", "valkey", "cluster"]))(_backend)
+
+
+class ManualClock:
+    """A monotonic clock that stands still until a test moves it (seconds)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def memory_clock(monkeypatch) -> ManualClock:
+    """The memory backend's clock (lease and commit-id time), held at 1000.0 s
+    and moved by hand: boundaries are tested exactly, and CPU load cannot
+    make time pass."""
+    from redis_store import backend_memory
+
+    clock = ManualClock(1000.0)
+    monkeypatch.setattr(backend_memory, "time", clock)
+    return clock

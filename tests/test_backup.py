@@ -161,7 +161,27 @@ async def test_a_runtime_holding_other_data_is_refused_unless_replace(target):
     assert await target.dump_runtime("rt-plain") == await memory.dump_runtime("rt-plain")
     with pytest.raises(FencedOut):  # the target's live lease was revoked
         await target.fenced(lease).persist_runtime_state("rt-plain", RuntimeState.STOPPED)
-    assert await target.fencing_epoch("rt-plain") > lease.token
+    assert await target.fencing_epoch("rt-plain") == lease.token + 1  # one step, as revoke_lease takes
+
+
+async def test_a_snapshot_without_a_receipt_stays_so_through_a_copy(target):
+    memory = open_store("memory://")
+    run_id = RunId.new()
+    await memory.commit_session_boundary("rt", SessionDelta(session_json(1)), run_id, RunApplyBoundary.RUN_START, [], [])
+    await memory.commit_session_snapshot("rt", SessionDelta(session_json(2)))
+    raw = await memory.dump_runtime("rt")
+    assert raw.meta.get("snapshot_without_receipt") == "1"
+    assert await target.restore_runtime("rt", raw) is True
+    assert await target.dump_runtime("rt") == raw
+
+
+async def test_an_idempotency_key_holding_colons_is_found_after_a_copy(target):
+    memory = open_store("memory://")
+    state = msgspec.structs.replace(InputState.new_accepted(InputId.new()), idempotency_key="key:a:b")
+    await memory.persist_input_state("rt", state)
+    assert await target.restore_runtime("rt", await memory.dump_runtime("rt")) is True
+    assert await target.load_input_state_by_idempotency_key("rt", "key:a:b") == state
+    assert await target.dump_runtime("rt") == await memory.dump_runtime("rt")
 
 
 async def test_restore_without_replace_leaves_a_runtime_holding_data_alone(target):
@@ -303,6 +323,8 @@ async def test_restore_runtime_refuses_inconsistent_raw_values_writing_nothing(t
         "does not decode": dataclasses.replace(good, inputs={**good.inputs, some_input: b"\x93garbage"}),
         "input_order must name every input once": dataclasses.replace(good, input_order=good.input_order[:1]),
         "run counter": dataclasses.replace(good, run_seqs={"r": "-1"}),
+        "is of run": dataclasses.replace(good, receipts={f"x:{field}": value for field, value in good.receipts.items()}),
+        "is of run .*, sequence": dataclasses.replace(good, receipts={"garbage": value for value in good.receipts.values()}),
         "meta may name one snapshot receipt": dataclasses.replace(good, meta={**good.meta, "snapshot_applied": "x:1"}),
     }
     for message, raw in bad.items():

@@ -51,8 +51,17 @@ def test_snapshot_and_state_envelopes():
     (msgspec.msgpack.encode([1, "text"]), "snapshot: payload is not bytes"),
 ])
 def test_bad_snapshot_envelopes_say_what_is_wrong(value, message):
-    with pytest.raises(codec.DecodeError, match=message):
+    with pytest.raises(codec.DecodeError, match=f"^{message}"):  # the message starts with the kind
         codec.decode_snapshot(value)
+
+
+def test_each_upgrade_step_runs_once_on_older_versions_only(monkeypatch):
+    """``UPGRADES[kind][i]`` turns version i + 1 into i + 2: a value is taken
+    through the steps from its own version on, a current one is read as is."""
+    steps = [lambda env: [2, {"waiting": "idle"}[env[1]]], lambda env: [3, env[1].upper()]]
+    monkeypatch.setitem(codec.UPGRADES, "runtime_state", steps)
+    for stored in ([1, "waiting"], [2, "idle"], [3, "IDLE"]):
+        assert codec._open("runtime_state", msgspec.msgpack.encode(stored), 2) == [3, "IDLE"]
 
 
 def test_bad_wire_envelopes_say_what_is_wrong():

@@ -214,7 +214,7 @@ async def test_sequence_space_ends_at_2_pow_53(store):
     assert (await commit(store, "rt", run_id)).sequence == MAX_SEQUENCE
     assert (await store.load_boundary_receipt("rt", run_id, MAX_SEQUENCE)).sequence == MAX_SEQUENCE
     state = InputState.new_accepted(InputId.new())
-    with pytest.raises(WriteFailed, match="2\\*\\*53"):
+    with pytest.raises(WriteFailed, match=f"run {run_id} has used every receipt sequence up to 2\\*\\*53"):
         await commit(store, "rt", run_id, [state])
     assert await store.load_input_state("rt", state.input_id) is None
 
@@ -479,6 +479,17 @@ async def test_list_runtimes_pages_through_every_runtime(store):
         await store.list_runtimes(0, count=0)
 
 
+async def test_memory_pages_end_with_the_page_holding_the_last_id():
+    from redis_store import InMemoryRuntimeStore
+
+    store = InMemoryRuntimeStore()
+    for rid in ("a", "b", "c"):
+        await store.persist_runtime_state(rid, RuntimeState.IDLE)
+    assert await store.list_runtimes(0, 3) == (0, ["a", "b", "c"])
+    assert await store.list_runtimes(0, 2) == (2, ["a", "b"])
+    assert await store.list_runtimes(2, 2) == (0, ["c"])
+
+
 async def test_dump_runtime_shows_everything_stored(store):
     run_id = RunId.new()
     a, b = InputState.new_accepted(InputId.new()), InputState.new_accepted(InputId.new())
@@ -580,7 +591,7 @@ async def test_snapshot_commit_is_fenced_and_idempotent(store):
     # A retry of snap-1 (its reply was lost) writes nothing: the newer snapshot stays.
     await store.commit_session_snapshot("rt", first, lease=lease, commit_id="snap-1")
     assert await store.load_session_snapshot("rt") == second.session_snapshot
-    with pytest.raises(CommitIdReused):
+    with pytest.raises(CommitIdReused, match="commit id snap-1 was used for a different commit"):
         await store.commit_session_snapshot("rt", delta(3), commit_id="snap-1")
     run_id = RunId.new()
     with pytest.raises(CommitIdReused):  # one commit-id space for every kind of commit

@@ -11,6 +11,7 @@ import pytest
 
 from redis_store import (
     FencedOut,
+    InMemoryRuntimeStore,
     InputId,
     InputState,
     Lease,
@@ -63,6 +64,7 @@ async def test_tokens_grow_with_every_new_owner(store):
     with pytest.raises(LeaseHeld) as held:
         await store.acquire_lease("rt", "worker-b", 30)
     assert held.value.holder == "worker-a" and 0 < held.value.remaining_ms <= 30_000
+    assert held.value.runtime_id == "rt"
     assert (await store.acquire_lease("rt", "worker-a", 30)).token == 1  # the holder again: same token
     assert await store.release_lease(a)
     assert not await store.release_lease(a)
@@ -213,6 +215,7 @@ async def test_delete_runtime_removes_everything_but_the_epoch(store):
         await store.delete_runtime("rt", lease=stale)
     assert await store.load_runtime_state("rt") is not None
     assert await store.delete_runtime("rt") is True
+    assert await store.delete_runtime("rt") is False  # nothing stored any more: a bool, as documented
     assert await store.load_input_states("rt") == []
     assert await store.load_session_snapshot("rt") is None
     assert await store.load_runtime_state("rt") is None
@@ -242,3 +245,39 @@ async def test_renew_checks_the_ttl_it_is_given(store):
         with pytest.raises(ValueError):
             await store.renew_lease(bad)
     assert (await store.current_lease("rt")) is not None
+
+
+async def test_a_lease_for_a_runtime_the_store_holds_nothing_of(store):
+    """A lease this store never granted (another store's, or from before a
+    restart) for a runtime it has never seen is simply not current."""
+    ghost = Lease("never-seen", "w", 1, 30_000)
+    with pytest.raises(FencedOut, match="lease token 1 expired or was taken over"):
+        await store.renew_lease(ghost)
+    assert await store.release_lease(ghost) is False
+    assert await store.current_lease("never-seen") is None
+    assert await store.fencing_epoch("never-seen") == 0  # never leased
+    with pytest.raises(FencedOut, match="lease token 1 is not current"):
+        await store.delete_runtime("never-seen", lease=ghost)
+    assert "never-seen" not in (await store.list_runtimes(0, 1000))[1]
+
+
+async def test_memory_lease_time_is_the_monotonic_clock_in_ms(memory_clock):
+    """Controlled time (conftest.memory_clock): a lease lasts exactly its ttl
+    on the memory store's clock, and, as Redis expires a key, it is gone
+    once the clock is past its expiry, not at it."""
+    store = InMemoryRuntimeStore()
+    lease = await store.acquire_lease("rt", "w", 10)
+    memory_clock.now = 1004.0
+    assert (await store.current_lease("rt")).ttl_ms == 6000
+    with pytest.raises(LeaseHeld) as held:
+        await store.acquire_lease("rt", "other", 10)
+    assert held.value.remaining_ms == 6000
+    lease = await store.renew_lease(lease)  # 10 s from now
+    memory_clock.now = 1014.0  # exactly at its expiry: still held, 0 ms left (Redis: PTTL 0)
+    assert (await store.current_lease("rt")).ttl_ms == 0
+    await store.persist_runtime_state("rt", RuntimeState.IDLE, lease=lease)
+    memory_clock.now = 1014.001
+    assert await store.current_lease("rt") is None
+    with pytest.raises(FencedOut):
+        await store.persist_runtime_state("rt", RuntimeState.RUNNING, lease=lease)
+    assert await store.load_runtime_state("rt") == RuntimeState.IDLE

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from redis_store import InputId, InputState, ReadFailed, RunApplyBoundary, RunId, SessionDelta
+from redis_store import InMemoryRuntimeStore, InputId, InputState, ReadFailed, RunApplyBoundary, RunId, SessionDelta
 from redis_store.audit import examine
-from redis_store.contract import StoreOptions
+from redis_store.contract import PruneReport, StoreOptions
 from redis_store.keys import KeyLayout
 from sessions import session_json
 from test_conformance import make_receipt
@@ -152,3 +152,81 @@ async def test_commit_ids_expire_as_a_whole_after_the_last_commit(backend):
     assert (await store.prune_runtime("rt")).commit_ids_forgotten == 0
     again = await store.commit_session_boundary("rt", snapshot, run_id, RunApplyBoundary.RUN_START, [], [], commit_id="c0")
     assert again.sequence == 3
+
+
+async def test_pruning_a_runtime_that_stores_nothing(store):
+    assert await store.prune_runtime("never-seen", keep_runs=0) == PruneReport(0, 0)
+    assert await store.dump_runtime("never-seen") == await store.dump_runtime("never-seen-either")
+
+
+async def test_a_prune_racing_another_counts_only_what_it_removed(backend):
+    """Two prune jobs at once: the other one removes the receipts between
+    this one's dump and its drop. This one removes nothing and says so."""
+    if backend.sync:
+        pytest.skip("the race is injected into the async store")
+    store = backend.open()
+    old, new = RunId.new(), RunId.new()
+    await store.atomic_apply("rt", None, make_receipt(old, 0), [])
+    await store.commit_session_boundary("rt", SessionDelta(session_json(1)), new, RunApplyBoundary.RUN_START, [], [])
+    reads = store.load_input_states
+
+    async def meanwhile_the_other_job(rid):  # prune_runtime reads the inputs between its dump and its drop
+        store.load_input_states = reads
+        assert (await store.prune_runtime("rt", keep_runs=1)).receipts_removed == 1
+        return await reads(rid)
+
+    store.load_input_states = meanwhile_the_other_job
+    assert (await store.prune_runtime("rt", keep_runs=1)).receipts_removed == 0
+    assert await store.load_boundary_receipt("rt", old, 0) is None
+
+
+async def _commit(store, commit_id: str) -> int:
+    receipt = await store.commit_session_boundary(
+        "rt", _SNAPSHOT, _RUN, RunApplyBoundary.RUN_START, [], [], commit_id=commit_id
+    )
+    return receipt.sequence
+
+
+_RUN, _SNAPSHOT = RunId.new(), SessionDelta(session_json(1))  # one commit's content, retried
+
+
+# Controlled time (conftest.memory_clock) on the memory store, at the exact
+# boundaries the Lua scripts draw: an id commit_id_ttl old counts as new
+# (lib.lua earlier_commit: now - at >= retention) and is forgotten by a prune
+# (prune_commit_ids.lua: ZRANGEBYSCORE up to now - retention, inclusive); the
+# keys themselves expire once Redis's clock is past their expiry, not at it.
+
+async def test_memory_a_commit_id_exactly_commit_id_ttl_old_counts_as_new(memory_clock):
+    store = InMemoryRuntimeStore(commit_id_ttl=10)
+    assert await _commit(store, "c0") == 0
+    memory_clock.now = 1009.999
+    assert await _commit(store, "c0") == 0  # a retry: remembered
+    memory_clock.now = 1010.0
+    assert await _commit(store, "c0") == 1  # exactly 10 s old: new
+
+
+async def test_memory_prune_forgets_an_id_exactly_commit_id_ttl_old(memory_clock):
+    store = InMemoryRuntimeStore(commit_id_ttl=10)
+    await _commit(store, "c0")
+    memory_clock.now = 1005.0
+    await _commit(store, "c1")
+    memory_clock.now = 1010.0
+    assert (await store.prune_runtime("rt")).commit_ids_forgotten == 1  # c0; c1 is 5 s old
+    assert await _commit(store, "c1") == 1  # still remembered
+
+
+async def test_memory_commit_ids_expire_as_a_whole_only_once_past_the_ttl(memory_clock):
+    store = InMemoryRuntimeStore(commit_id_ttl=10)
+    await _commit(store, "c0")
+    await _commit(store, "c1")
+    memory_clock.now = 1010.0  # the keys' expiry: on Redis they are still there, both ids old
+    assert (await store.prune_runtime("rt")).commit_ids_forgotten == 2
+    memory_clock.now = 1020.0
+    await _commit(store, "c2")
+    memory_clock.now = 1030.0
+    await _commit(store, "c3")  # at the keys' expiry: c2 stays in them, renewed
+    memory_clock.now = 1035.0
+    assert (await store.prune_runtime("rt")).commit_ids_forgotten == 1  # c2
+    memory_clock.now = 1040.001  # past c3's ttl: the keys expired as a whole
+    assert (await store.prune_runtime("rt")).commit_ids_forgotten == 0
+    assert await _commit(store, "c3") == 4  # new again
