@@ -434,3 +434,17 @@ async def test_wait_with_an_acknowledging_replica_succeeds_and_keeps_script_erro
         with pytest.raises(FencedOut, match="commit_session_boundary: lease token"):  # the script's own error, under WAIT too
             await store.fenced(old).commit_session_boundary(
                 "rt", SessionDelta(session_json(2)), run_id, RunApplyBoundary.RUN_CHECKPOINT, [], [])
+
+
+async def test_list_runtimes_pages_end_even_when_the_cursor_is_lost():
+    # A bounded walk: a SCAN that restarts at 0 fails here instead of hanging the suite.
+    store = _store()
+    for i in range(30):
+        await store.persist_runtime_state(f"rt-{i}", RuntimeState.IDLE)
+    cursor, seen = 0, []
+    for _ in range(100):
+        cursor, page = await store.list_runtimes(cursor, 4)
+        seen += page
+        if cursor == 0:
+            break
+    assert cursor == 0 and sorted(seen) == sorted(f"rt-{i}" for i in range(30))
