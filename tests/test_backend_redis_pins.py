@@ -354,7 +354,7 @@ class _FakeCluster:
         owner = {**{s: "c" for s in range(0, 100)}, **{s: "a" for s in range(100, 200)},
                  **{s: "b" for s in range(200, 300)}, **{s: "c" for s in range(300, 400)}}
         self.nodes_manager = SimpleNamespace(
-            slots_cache={slot: [names[n], replica[n]] for slot, n in sorted(owner.items(), key=lambda p: -p[0])})
+            slots_cache={slot: [names[n], replica[n]] for slot, n in sorted(owner.items())})  # c last seen at 399
         self.nodes_manager.slots_cache[400] = []
         self._primaries = list(names.values())
         self.keys = {name: [[layout.runtime(f"{name}{i}").meta.encode() for i in range(2)],
