@@ -205,7 +205,7 @@ def _client(**kwargs):
     return SimpleNamespace(connection_pool=SimpleNamespace(connection_kwargs=kwargs))
 
 
-def test_describe_names_a_unix_socket_or_host_and_its_db_never_more():
+async def test_describe_names_a_unix_socket_or_host_and_its_db_never_more():
     assert _describe(_client(path="/run/redis.sock", db=3, password="secret")) == "unix:///run/redis.sock?db=3"
     assert _describe(_client(path="/run/redis.sock")) == "unix:///run/redis.sock?db=0"
     assert _describe(_client(host="cache", port=7000, db=2, password="secret")) == "cache:7000/2"
