@@ -25,6 +25,7 @@ from redis_store import (
     RunId,
     RuntimeState,
     SessionDelta,
+    UnsafeServer,
     WriteFailed,
 )
 from redis_store.backend_redis import _describe
@@ -448,3 +449,164 @@ async def test_list_runtimes_pages_end_even_when_the_cursor_is_lost():
         if cursor == 0:
             break
     assert cursor == 0 and sorted(seen) == sorted(f"rt-{i}" for i in range(30))
+
+
+# -- the constructor --
+
+async def test_the_constructor_defaults_and_refusals():
+    client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    store = RedisRuntimeStore(client, guard="off")
+    assert store.namespace == "meerkat" and store._route is None
+    assert repr(store) == f"RedisRuntimeStore({_describe(client)!r}, namespace='meerkat')" != "RedisRuntimeStore('NoneType', namespace='meerkat')"
+    closed = []
+
+    async def aclose():
+        closed.append(True)
+
+    client.aclose = aclose
+    await store.aclose()
+    assert closed == []  # a client given to the store stays the caller's to close
+    with pytest.raises(TypeError) as unknown:
+        RedisRuntimeStore(client, bogus=1, other=2)
+    assert str(unknown.value) == "RedisRuntimeStore got unknown options: bogus, other"
+    decoding = [
+        fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True),
+        SimpleNamespace(encoder=SimpleNamespace(decode_responses=True)),  # a cluster client has no pool, but an encoder
+    ]
+    for client in decoding:
+        with pytest.raises(ValueError) as refused:
+            RedisRuntimeStore(client)
+        assert str(refused.value) == (
+            "RedisRuntimeStore needs a client created with decode_responses=False: stored values are binary msgpack")
+
+
+async def test_a_cluster_client_gets_the_cluster_route():
+    from redis.asyncio.cluster import RedisCluster
+
+    from redis_store.cluster_route import ClusterRoute
+
+    client = RedisCluster(host="127.0.0.1", port=1)  # never connected
+    store = RedisRuntimeStore(client, guard="off")
+    assert isinstance(store._route, ClusterRoute) and store._route._client is client
+
+
+# -- the guard, on first use --
+
+def _findings(monkeypatch, *findings):
+    from redis_store import backend_redis
+
+    async def fake(client):
+        return list(findings)
+
+    monkeypatch.setattr(backend_redis, "server_findings", fake)
+
+
+def _finding(level: str, topic: str):
+    from redis_store.server_checks import Finding
+
+    return Finding(level, topic, f"{topic} is {level}", f"fix {topic}")
+
+
+def _where() -> str:
+    import uuid
+
+    return f"guarded-{uuid.uuid4().hex[:8]}"  # the guard logs once per server per process
+
+
+async def test_refuse_raises_on_a_failed_check_naming_each(monkeypatch):
+    _findings(monkeypatch, _finding("fail", "persistence"), _finding("warn", "eviction"), _finding("fail", "version"))
+    client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    store = RedisRuntimeStore(client, "t", guard="refuse", where=_where())
+    with pytest.raises(UnsafeServer) as info:
+        await store.persist_runtime_state("rt", RuntimeState.IDLE)
+    assert _text(info.value) == (
+        "persistence: persistence is fail (fix persistence); version: version is fail (fix version). "
+        "Fix the server, or open the store with guard='warn' to accept the risk")
+    assert await client.keys() == []  # nothing was written
+
+
+@pytest.mark.parametrize("guard, findings", [
+    ("refuse", [_finding("ok", "version"), _finding("warn", "eviction")]),  # warnings never refuse
+    ("refuse", [_finding("fail", "connection")]),  # what could not be read is let through
+    ("warn", [_finding("fail", "persistence")]),
+])
+async def test_what_the_guard_lets_through(monkeypatch, guard, findings):
+    _findings(monkeypatch, *findings)
+    store = RedisRuntimeStore(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), "t", guard=guard, where=_where())
+    await store.persist_runtime_state("rt", RuntimeState.IDLE)
+    assert await store.load_runtime_state("rt") == RuntimeState.IDLE
+
+
+async def test_the_guard_warns_once_per_server_naming_it(monkeypatch, caplog):
+    _findings(monkeypatch, _finding("ok", "version"), _finding("warn", "eviction"))
+    where, server = _where(), fakeredis.FakeServer()
+    with caplog.at_level("WARNING", logger="redis_store"):
+        for _ in range(2):
+            store = RedisRuntimeStore(fakeredis.FakeAsyncRedis(server=server), "t", guard="warn", where=where)
+            await store.persist_runtime_state("rt", RuntimeState.IDLE)
+    assert [r.getMessage() for r in caplog.records] == [f"redis-store: {where}: eviction: eviction is warn. fix eviction"]
+
+
+# -- retrying refusals: the back-off and the window, on a fake clock --
+
+class _Clock:
+    """backend_redis's asyncio, with a clock that moves only when the store sleeps."""
+
+    def __init__(self) -> None:
+        self.now, self.slept = 0.0, []
+
+    def get_running_loop(self):
+        return self
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.slept.append(delay)
+        self.now += delay
+
+
+async def _refused_until(monkeypatch, window: float, *, tick=None):
+    from redis.exceptions import TryAgainError
+
+    from redis_store import backend_redis
+
+    clock = _Clock()
+    monkeypatch.setattr(backend_redis, "asyncio", clock)
+    store = _store(refusal_window=window)
+    store._scripts.loaded = True  # no first use: only the refused command
+
+    async def refused():
+        if tick is not None:
+            clock.now = tick(clock)
+        raise TryAgainError("slot rehashing")
+
+    with pytest.raises(TryAgainError):
+        await store._retrying_refusals(refused)
+    return store, clock
+
+
+async def test_refusals_back_off_doubling_up_to_a_quarter_second(monkeypatch):
+    store, clock = await _refused_until(monkeypatch, 2.0)
+    assert clock.slept == [0.01, 0.02, 0.04, 0.08, 0.16] + [0.25] * 6  # 1.81 s; 0.25 more would pass 2.0
+    assert store.refusals_retried == {"TryAgainError": 11}
+
+
+async def test_a_retry_that_would_end_exactly_at_the_window_is_still_made(monkeypatch):
+    # The window is 1.0 s from the first refusal; the second refusal comes at 1.0 - 0.02, so
+    # its retry after 0.02 s lands exactly at the window's end (allowed); the third's would pass it.
+    def tick(clock):
+        return {0: 0.0, 1: 1.0 - 0.02}.get(len(clock.slept), clock.now)
+
+    store, clock = await _refused_until(monkeypatch, 1.0, tick=tick)
+    assert clock.slept == [0.01, 0.02]
+    assert store.refusals_retried == {"TryAgainError": 2}
+
+
+async def test_each_retry_is_logged_naming_the_server(monkeypatch, caplog):
+    from redis.exceptions import TryAgainError
+
+    with caplog.at_level("DEBUG", logger="redis_store"):
+        await _refused_until(monkeypatch, 0.02)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"redis-store: {WHERE}: retrying a refused command: {TryAgainError('slot rehashing')!r}"]
