@@ -179,7 +179,11 @@ async def test_as_many_ids_as_the_limit_are_read_one_more_is_refused(backend):
 
 async def test_list_runtimes_defaults_start_at_the_beginning(store):
     await store.persist_runtime_state("only", RuntimeState.IDLE)
-    assert await store.list_runtimes() == (0, ["only"])
+    cursor, listed = await store.list_runtimes()  # a cluster may answer a first page that is empty
+    while cursor:
+        cursor, page = await store.list_runtimes(cursor)
+        listed += page
+    assert listed == ["only"]
 
 
 async def test_list_runtimes_default_page_is_100_on_memory():
