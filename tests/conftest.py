@@ -193,6 +193,10 @@ async def store(backend):
     return backend.open()
 
 
+#: The async backends only, in modules with ``BOTH_APIS``: for a test that
+#: injects into the async store what the blocking API cannot reach.
+async_backend = pytest.fixture(params=BACKENDS)(_backend)
+
 #: Redis-protocol backends only, for tests of Redis behaviour.
 redis_backend = pytest.fixture(params=_chosen(["fakeredis", "redis", "valkey", "cluster"]))(_backend)
 
