@@ -1,15 +1,19 @@
 """Where the time of one commit goes (issue 3 §2, fourth item).
 
-A 4 KB commit with 3 input updates at concurrency 1, cut into the steps
+A 4 KB session growing a turn per commit (the steady state), with 3 input
+updates, at concurrency 1, cut into the steps
 ``RuntimeStore.commit_session_boundary`` takes. Each iteration runs every
 step once on its own, then one whole commit, timing each (perf_counter;
 means over the iterations, medians of runs):
 
-* checks + validation  argument checks and the to_dict/from_dict round trip
-                       that proves each input state can be stored
-                       (``contract._input_wires``);
-* digest               ``digest.inspect_session`` of the snapshot;
-* encoding             the msgpack envelopes (``codec``);
+* checks + validation  argument checks of the input updates and stamping
+                       them (``contract._input_wires``, ``_check_batch``);
+* digest               ``digest.inspect_session`` of the next snapshot with
+                       the store's DigestCache (a hit: the new turn only);
+* digest, cold         the same snapshot without a cache, for comparison
+                       (not part of the total);
+* encoding             the msgpack envelopes (``codec``) and the commit's
+                       fingerprint;
 * round trip           the EVALSHA inside real commits (timed around the
                        client's execute_command), of which
   server               evalsha ``usec_per_call`` from INFO commandstats, and
@@ -25,30 +29,27 @@ from __future__ import annotations
 import cProfile
 import pstats
 import time
+import uuid
 from typing import Any
 
+import msgspec
 import redis.asyncio
 
-from redis_store import InputState, RunApplyBoundary, RunBoundaryReceipt, RunId, SessionDelta, codec, contract, jsonwire
-from redis_store.digest import inspect_session
+from redis_store import RunApplyBoundary, RunBoundaryReceipt, RunId, SessionDelta, codec, contract
+from redis_store.digest import DigestCache, inspect_session
 
-from . import throughput
+from . import throughput, workload
 from .harness import EvalshaRecorder, Settings, cleanup, command_usec, log, median, reset_stats, table
+from .upgrade import Growing
+
+TURNS = 24  # commits before the session starts again (one cold commit in 25)
 
 
-def _validate(states: list[InputState]) -> list[dict]:
-    """What the contract does to prove input states storable."""
-    check = getattr(contract, "_input_wires", None)
-    if check is not None:
-        return check("input_updates", states)
-    wires = []
-    for state in states:  # the same work, if the helper moved
-        wire = state.to_dict()
-        assert InputState.from_dict(wire) == state
-        if wire.get("persisted_input") is not None:
-            jsonwire.loads(jsonwire.dumps(wire["persisted_input"]))
-        wires.append(wire)
-    return wires
+def _stamped(states: list, run_id: RunId) -> list:
+    """What the contract does to the input updates before encoding them."""
+    checked = contract._input_wires("input_updates", states)
+    contract.RuntimeStore._check_batch(contract.RuntimeStore, "input_updates", checked)  # type: ignore[arg-type]
+    return [msgspec.structs.replace(s, last_run_id=run_id, last_boundary_sequence=None) for s in checked]
 
 
 async def _aloop(n: int, fn) -> float:
@@ -62,54 +63,60 @@ async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]
     ctx = await throughput.Context.create(client, settings)
     store = ctx.store
     n = 100 if settings.quick else 500
-    p = ctx.payload(4096)
-    delta = SessionDelta(p.snapshot)
+    states = workload.input_states(throughput.INPUTS_PER_COMMIT)
+    contributing = [s.input_id for s in states]
     runtime = "breakdown"
-    steps: dict[str, list[float]] = {k: [] for k in ("checks", "digest", "encoding", "round_trip", "server", "noop_round_trip", "total")}
+    steps: dict[str, list[float]] = {
+        k: [] for k in ("checks", "digest", "digest_cold", "encoding", "round_trip", "server", "noop_round_trip", "total")
+    }
 
     for _ in range(settings.runs):
         run_id = RunId.new()
+        session = Growing(4096, TURNS, str(uuid.uuid4()))
+        cache = DigestCache()
+        for snapshot in session.built:  # the step's cache has seen what the store has
+            inspect_session(snapshot, cache)
+        session.i = 0
 
-        def checks() -> None:
-            for wire in _validate(p.states):
-                wire["last_run_id"] = str(run_id)
+        def encoding(snapshot: bytes, summary: Any, wires: list) -> None:
+            receipt = RunBoundaryReceipt(run_id, RunApplyBoundary.RUN_CHECKPOINT, contributing,
+                                         summary.conversation_digest, summary.message_count, 0)
+            envelope = codec.encode_snapshot(snapshot)
+            prefix = codec.receipt_prefix(receipt.to_dict())
+            inputs = contract._encode_inputs("input_updates", wires, codec.input_state_prefix)
+            contract._commit_tag("c", b"commit", envelope, prefix, *(entry.value for entry in inputs))
 
-        summary = inspect_session(p.snapshot)
-        wires = _validate(p.states)
-        for wire in wires:
-            wire["last_run_id"] = str(run_id)
+        async def total(snapshot: bytes) -> None:
+            await store.commit_session_boundary(runtime, SessionDelta(snapshot), run_id,
+                                                RunApplyBoundary.RUN_CHECKPOINT, contributing, states)
 
-        def encoding() -> None:
-            receipt = RunBoundaryReceipt(run_id, RunApplyBoundary.RUN_CHECKPOINT, p.contributing, summary.conversation_digest, summary.message_count, 0)
-            codec.encode_snapshot(p.snapshot)
-            codec.receipt_prefix(receipt.to_dict())
-            [(w["input_id"], codec.input_state_prefix(w)) for w in wires]
-
-        async def total() -> None:
-            await store.commit_session_boundary(runtime, delta, run_id, RunApplyBoundary.RUN_CHECKPOINT, p.contributing, p.states)
-
-        await total()
+        for _ in range(TURNS + 1):  # the store's cache and delta base, as in the steady state
+            await total(session.next())
         # One iteration times every step once, then a whole commit, so the
         # machine's noise falls on the steps and the total alike.
-        spent = dict.fromkeys(("checks", "digest", "encoding", "total"), 0.0)
+        spent = dict.fromkeys(("checks", "digest", "digest_cold", "encoding", "total"), 0.0)
         clock = time.perf_counter
         recorder = EvalshaRecorder(client)  # times the EVALSHA inside each real commit
         await reset_stats(client)
         try:
             for _ in range(n):
+                snapshot = session.next()
                 t0 = clock()
-                checks()
+                wires = _stamped(states, run_id)
                 t1 = clock()
-                inspect_session(p.snapshot)
+                summary = inspect_session(snapshot, cache)
                 t2 = clock()
-                encoding()
+                inspect_session(snapshot)
                 t3 = clock()
-                await total()
+                encoding(snapshot, summary, wires)
                 t4 = clock()
+                await total(snapshot)
+                t5 = clock()
                 spent["checks"] += t1 - t0
                 spent["digest"] += t2 - t1
-                spent["encoding"] += t3 - t2
-                spent["total"] += t4 - t3
+                spent["digest_cold"] += t3 - t2
+                spent["encoding"] += t4 - t3
+                spent["total"] += t5 - t4
         finally:
             recorder.remove()
         for name, seconds in spent.items():
@@ -126,9 +133,15 @@ async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]
 
 
 async def _profile(ctx: throughput.Context, n: int) -> dict[str, Any]:
-    """cProfile of n commits: the top functions by own time."""
-    op = throughput.make_commit(ctx, 4096, 0)
-    await op()
+    """cProfile of n commits of a growing session: the top functions by own time."""
+    states = workload.input_states(throughput.INPUTS_PER_COMMIT)
+    session, run_id = Growing(4096, TURNS, str(uuid.uuid4())), RunId.new()
+
+    async def op() -> None:
+        await ctx.store.commit_session_boundary("breakdown-profile", SessionDelta(session.next()), run_id,
+                                                RunApplyBoundary.RUN_CHECKPOINT, [s.input_id for s in states], states)
+    for _ in range(TURNS + 1):
+        await op()
     profiler = cProfile.Profile()
     t0 = time.perf_counter()
     profiler.enable()
@@ -159,7 +172,7 @@ def report(data: dict[str, Any]) -> str:
     accounted = us["checks"] + us["digest"] + us["encoding"] + us["round_trip"]
     rows = [
         ["checks + input validation", us["checks"]],
-        ["digest (inspect_session)", us["digest"]],
+        ["digest (inspect_session, cache hit)", us["digest"]],
         ["encoding (msgpack envelopes)", us["encoding"]],
         ["round trip (EVALSHA commit_boundary)", us["round_trip"]],
         ["  of which server (commandstats)", us["server"]],
@@ -176,6 +189,7 @@ def report(data: dict[str, Any]) -> str:
     return (
         f"{data['calls']} iterations per run, each timing every step once and then a whole commit; means;"
         " round trip = the EVALSHA inside those commits;"
-        f" a no-op EVALSHA of the same KEYS and args: {us['noop_round_trip']:.0f} us\n" + part1
+        f" a no-op EVALSHA of the same KEYS and args: {us['noop_round_trip']:.0f} us;"
+        f" the same digest without a cache (not in the total): {us['digest_cold']:.0f} us\n" + part1
         + f"\n\nhottest functions under cProfile ({prof['wall_us_profiled']:.0f} us per commit while profiled)\n" + part2
     )
