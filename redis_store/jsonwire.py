@@ -224,7 +224,7 @@ def _nesting_depth(unescaped: bytes) -> int:
 
 #: Below this many bytes a document is parsed with the cyclic GC running:
 #: pausing it costs more than it saves.
-_PAUSE_GC_FROM = 16384
+PAUSE_GC_FROM = 16384
 
 
 def _loads(data: str | bytes | bytearray | memoryview, decoder: json.JSONDecoder) -> Any:
@@ -238,7 +238,7 @@ def _loads(data: str | bytes | bytearray | memoryview, decoder: json.JSONDecoder
             if lone:
                 raise ValueError(f"lone surrogate in hex escape {lone.group().decode()}")
     try:
-        if len(raw) < _PAUSE_GC_FROM:
+        if len(raw) < PAUSE_GC_FROM:
             value = decoder.decode(text)
         else:
             with paused_gc():

@@ -238,6 +238,32 @@ def test_tool_args_are_re_encoded_like_serde_json_value(args, written):
     assert f'"args":{written}}}' in canonical_messages_json(data).decode()
 
 
+@pytest.mark.parametrize(
+    ("args", "written"),
+    [
+        ("-0", "-0.0"),  # the number right before the closing braces
+        ("[-0]", "[-0.0]"),
+        ("[-0 ,1]", "[-0.0,1]"),
+        ("[-0\t]", "[-0.0]"),
+        ("[-0\n]", "[-0.0]"),
+        ("[-0\r]", "[-0.0]"),
+        ('{"a":-0}', '{"a":-0.0}'),
+        ("[-0.5, -0e1, -01]", None),  # not -0 (the last is not JSON at all)
+        ('"-0"', '"-0"'),  # -0 inside a string is text
+    ],
+)
+def test_negative_zero_wherever_it_stands_is_a_float(args, written):
+    data = raw_snapshot('[{"role":"block_assistant","stop_reason":"tool_use","blocks":[{"block_type":'
+                        f'"tool_use","data":{{"id":"t","name":"n","args":{args}}}}}]}}]')
+    if written is None:
+        with pytest.raises(InvalidSessionSnapshot):
+            canonical_messages_json(data)
+        assert not digest._negative_zero(b"[-0.5, -0e1]")
+        return
+    assert f'"args":{written}}}' in canonical_messages_json(data).decode()
+    assert digest._negative_zero(data) is (written != '"-0"')
+
+
 def test_legacy_tool_calls_default_and_sorted_args():
     assert '"tool_calls":[]' in canonical(assistant())
     call = {"name": "n", "args": {"b": 1, "a": 2}, "id": "c1", "extra": 0}
