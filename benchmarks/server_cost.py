@@ -8,6 +8,10 @@ Per snapshot size, three phases, each after CONFIG RESETSTAT, sequential
               inside the script's time;
 * ``noop``    EVALSHA ``return 1`` with the same argument bytes: what
               getting the arguments into Lua costs by itself;
+* ``calls``   the no-op plus as many ``redis.call()``s as the commit makes
+              (counted in its commandstats), each the cheapest one there is
+              (EXISTS of the first key): the floor of a script that makes
+              that many calls, whatever they check or write;
 * ``set``     a plain SET of the same bytes (every argument of the commit,
               concatenated).
 
@@ -26,19 +30,32 @@ import redis.asyncio
 from . import throughput
 from .harness import Settings, cleanup, command_usec, log, median, reset_stats, server_cpu_seconds, table
 
-PHASES = ("commit", "noop", "set")
+PHASES = ("commit", "noop", "calls", "set")
 
 
-async def _phase(client, settings: Settings, name: str, ops) -> tuple[float, float]:
-    """(usec_per_call of the phase's command, process CPU us per call)."""
+async def _phase(client, settings: Settings, name: str, ops) -> tuple[float, float, float]:
+    """(usec_per_call of the phase's command, process CPU us per call, commands
+    a script ran per call)."""
     command = "set" if name == "set" else "evalsha"
     await reset_stats(client)
     cpu0 = await server_cpu_seconds(client)
     for op in ops:
         await op()
     cpu1 = await server_cpu_seconds(client)
-    calls, usec = (await command_usec(client)).get(command, (0, float("nan")))
-    return usec, (cpu1 - cpu0) * 1e6 / max(calls, 1)
+    stats = await command_usec(client)
+    calls, usec = stats.get(command, (0, float("nan")))
+    inner = sum(count for name, (count, _) in stats.items() if name != command and not name.startswith(("config", "info")))
+    return usec, (cpu1 - cpu0) * 1e6 / max(calls, 1), inner / max(calls, 1)
+
+
+def _make_calls(ctx: throughput.Context, size: int, count: int):
+    """The no-op with ``count`` EXISTS calls inside, on the commit's KEYS and args."""
+    script = ctx.client.register_script(f"for _ = 1, {count} do redis.call('EXISTS', KEYS[1]) end return 1")
+    keys, args = ctx.commit_calls[size]
+
+    async def op() -> None:
+        await script(keys=keys, args=args)
+    return op
 
 
 async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]:
@@ -47,6 +64,7 @@ async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]
     out: dict[str, Any] = {"calls_per_phase": n, "results": {}}
     for size in throughput.SIZES:
         per: dict[str, dict[str, list[float]]] = {p: {"usec": [], "cpu": []} for p in PHASES}
+        per_inner: list[float] = []
         for run_index in range(settings.runs):
             commit = throughput.make_commit(ctx, size, 0)
             noop = throughput.make_noop(ctx, size, 0)
@@ -56,15 +74,22 @@ async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]
             async def set_op() -> None:
                 await client.set(key, value)
 
-            for name, op in (("commit", commit), ("noop", noop), ("set", set_op)):
+            inner = 0
+            for name, make in (("commit", lambda: commit), ("noop", lambda: noop),
+                               ("calls", lambda: _make_calls(ctx, size, round(inner))), ("set", lambda: set_op)):
+                op = make()
                 for _ in range(20):  # warm up: scripts loaded, allocator settled
                     await op()
-                usec, cpu = await _phase(client, settings, name, [op] * n)
+                usec, cpu, ran = await _phase(client, settings, name, [op] * n)
+                if name == "commit":
+                    inner = ran
+                    per_inner.append(ran)
                 per[name]["usec"].append(usec)
                 per[name]["cpu"].append(cpu)
             await cleanup(client, settings.prefix)
         out["results"][str(size)] = {
             "set_bytes": len(value),
+            "calls_per_commit": median(per_inner),
             **{name: {"usec_per_call": median(v["usec"]), "process_cpu_us": median(v["cpu"])} for name, v in per.items()},
         }
         r = out["results"][str(size)]
@@ -77,7 +102,9 @@ def report(data: dict[str, Any]) -> str:
     for size, r in data["results"].items():
         base = r["set"]["usec_per_call"]
         base_cpu = r["set"]["process_cpu_us"]
-        for name, label in (("commit", "commit (evalsha)"), ("noop", "no-op evalsha, same args"), ("set", "SET of the same bytes")):
+        calls = f"no-op + {r['calls_per_commit']:.0f} EXISTS calls"
+        for name, label in (("commit", "commit (evalsha)"), ("noop", "no-op evalsha, same args"), ("calls", calls),
+                            ("set", "SET of the same bytes")):
             rows.append([
                 f"{int(size) // 1024} KB", label, r[name]["usec_per_call"], f"{r[name]['usec_per_call'] / base:.1f}x",
                 r[name]["process_cpu_us"], f"{r[name]['process_cpu_us'] / base_cpu:.1f}x",
@@ -85,4 +112,5 @@ def report(data: dict[str, Any]) -> str:
     return (
         f"{data['calls_per_phase']} sequential calls per phase, CONFIG RESETSTAT before each; SET value = all commit arguments concatenated\n"
         + table(["size", "what", "usec/call (commandstats)", "vs SET", "process CPU us/call", "vs SET"], rows)
+        + "\nno-op + N calls: the floor of any script making as many redis.call()s as the commit does"
     )
