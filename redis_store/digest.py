@@ -587,9 +587,11 @@ _WS = b" \t\n\r"
 
 class _Prefix(Struct):
     """A validated snapshot's text up to the end of its last message, and what
-    reading that far gave."""
+    reading that far gave. The whole snapshot is kept, not a copy of its
+    prefix: a commit of a long session would otherwise copy it all."""
 
-    text: bytes
+    raw: bytes
+    end: int  # the prefix is raw[:end]
     start: int  # where the message array starts
     count: int
     hashed: Any  # sha256 state after the canonical messages without the closing "]"
@@ -619,7 +621,7 @@ class DigestCache:
 
     @property
     def size(self) -> int:
-        """Bytes held (prefix texts and keys)."""
+        """Bytes held (the remembered snapshots and keys)."""
         return self._size
 
     def __len__(self) -> int:
@@ -634,7 +636,7 @@ class DigestCache:
                 entry = self._entries.get(key)
                 if entry is not None:
                     self._entries.move_to_end(key)
-        if entry is not None and raw.startswith(entry.text):
+        if entry is not None and raw.startswith(memoryview(entry.raw)[: entry.end]):
             found = self._extend(raw, entry)
             if found is not None:
                 self.hits += 1
@@ -652,7 +654,7 @@ class DigestCache:
         """The summary of ``raw`` from the remembered ``entry``, or None where
         the text past the prefix is not a continuation of the message array
         (then the cold reading decides)."""
-        at = len(entry.text)
+        at = entry.end
         n = len(raw)
         while at < n and raw[at] in _WS:
             at += 1
@@ -688,20 +690,19 @@ class DigestCache:
         cut = end - 1  # before the closing "]"
         while cut > start + 1 and raw[cut - 1] in _WS:
             cut -= 1
-        text = raw[:cut]
-        cost = len(text) + len(key) + 256  # and the entry's own overhead
+        cost = len(raw) + len(key) + 256  # and the entry's own overhead
         if cost > self.max_bytes:
             return
-        entry = _Prefix(text, start, count, hashed.copy())
+        entry = _Prefix(raw, cut, start, count, hashed.copy())
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
-                self._size -= len(old.text) + len(key) + 256
+                self._size -= len(old.raw) + len(key) + 256
             self._entries[key] = entry
             self._size += cost
             while self._size > self.max_bytes:
                 dropped_key, dropped = self._entries.popitem(last=False)
-                self._size -= len(dropped.text) + len(dropped_key) + 256
+                self._size -= len(dropped.raw) + len(dropped_key) + 256
 
     def clear(self) -> None:
         with self._lock:

@@ -64,25 +64,28 @@ def new_tag() -> str:
 
 
 def shared_prefix(old: bytes, new: bytes, start: int = 0) -> int:
-    """A length n >= start with ``new[start:n] == old[start:n]``; the bytes
-    after it are at most twice those after the longest such n, plus 64.
+    """The largest n >= start with ``new[start:n] == old[start:n]``.
 
-    Gallops back from the end, where a growing session differs, with
-    ``startswith`` over a memoryview: a memcmp, no copies."""
+    Compares chunks that double in size from ``start`` on (``startswith``
+    over a memoryview: a memcmp, no copies), then halves the first chunk that
+    differs: O(n) bytes compared in O(log n) calls, wherever the two differ."""
     limit = min(len(old), len(new))
     view = memoryview(old)
-    if new.startswith(view[start:limit], start):
-        return limit
-    step = 64
-    while limit - step > start:
-        n = limit - step
-        if new.startswith(view[start:n], start):
-            end = min(limit, n + 64)  # a few bytes more, one by one
-            while n < end and old[n] == new[n]:
-                n += 1
-            return n
-        step *= 2
-    return start
+    at, step = start, 256
+    while at < limit:
+        end = min(limit, at + step)
+        if not new.startswith(view[at:end], at):
+            while end - at > 32:  # the first difference lies in [at, end)
+                middle = (at + end) // 2
+                if new.startswith(view[at:middle], at):
+                    at = middle
+                else:
+                    end = middle
+            while old[at] == new[at]:
+                at += 1
+            return at
+        at, step = end, step * 2
+    return limit
 
 
 def plan(base: Base | None, envelope: bytes) -> Delta | None:

@@ -43,10 +43,20 @@ def test_a_delta_applied_to_its_base_gives_exactly_the_new_bytes(prefix, old_tai
 def test_the_shared_prefix_is_found_near_its_end():
     old = bytes(range(256)) * 4000
     new = old[:-100] + b"x" * 500
-    n = shared_prefix(old, new)
-    assert len(old) - 100 - 2 * 64 <= n <= len(old) - 100
+    assert shared_prefix(old, new) == len(old) - 100
     assert shared_prefix(old, old) == len(old)
     assert shared_prefix(b"abc", b"xbc", 1) == 3
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.binary(max_size=3000), st.binary(max_size=40), st.binary(max_size=40), st.integers(0, 50))
+def test_the_shared_prefix_is_the_longest_one(prefix, old_tail, new_tail, start):
+    old, new = prefix + old_tail, prefix + new_tail
+    start = min(start, len(old), len(new))
+    expected = start
+    while expected < min(len(old), len(new)) and old[expected] == new[expected]:
+        expected += 1
+    assert shared_prefix(old, new, start) == expected
 
 
 def test_bases_are_bounded_by_bytes_least_recently_used_first():
