@@ -31,7 +31,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType
@@ -235,13 +235,21 @@ def _check_time(value: Any) -> None:
 Time = Union[SystemTime, tuple[U64, U32]]
 
 
-class _SessionFields(_Model, kw_only=True):
+_M = TypeVar("_M")
+
+
+class _Session(_Model, Generic[_M], kw_only=True):
+    """The Session in serde's field order; its messages' type is a parameter:
+    ``Session`` reads them all, ``_SessionShell`` leaves them raw (the digest
+    cache reads only new messages)."""
+
+    version: U32 = 1
     id: str
+    messages: _M
     created_at: Time
     updated_at: Time
-    version: U32 = 1
-    metadata: dict[str, Any] = UNSET  # type: ignore[assignment]  # msgspec's "absent" marker: checked, never written
-    usage: Usage = UNSET  # type: ignore[assignment]  # msgspec's "absent" marker, as above
+    metadata: dict[str, Any] = UNSET  # type: ignore[assignment]  # msgspec's "absent" marker
+    usage: Usage = UNSET  # type: ignore[assignment]  # msgspec's "absent" marker
 
     def __post_init__(self) -> None:
         if not _CANONICAL_UUID.fullmatch(self.id):  # braced, urn:, uppercase, simple
@@ -250,12 +258,8 @@ class _SessionFields(_Model, kw_only=True):
         _check_time(self.updated_at)
 
 
-class _SessionShell(_SessionFields, kw_only=True):
-    messages: Raw  # read on its own (the digest cache reads only new messages)
-
-
-class Session(_SessionFields, kw_only=True):
-    messages: list[Message]
+_SessionShell = _Session[Raw]
+Session = _Session[list[Message]]
 
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -444,6 +448,42 @@ def _read_fast(raw: bytes) -> _Read:
     return _Read(shell.id, canonical, len(messages), start, len(messages_raw))
 
 
+_SERDE_START = b'{"version":'
+_MESSAGES_FIELD = b'"messages":'
+
+
+def _read_serde(raw: bytes) -> _Read | None:
+    """The reading of a snapshot as serde_json writes it (the common case),
+    or None to leave it to the careful reading (``_read_fast``), which also
+    words the errors. A text that msgspec writes back byte for byte from what
+    it read holds no repeated key, unknown field, whitespace, ``-0`` or other
+    number form that serde reads otherwise; what is left to check is what
+    serde refuses and msgspec writes back: integers beyond 64 bits and nesting
+    deeper than serde's limit."""
+    try:
+        shell = _read_shell(raw)
+        if _write(shell) != raw:
+            return None
+        messages = _read_messages(shell.messages)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+    if shell.usage is not UNSET and _usage_unsure(shell.usage):
+        return None
+    if shell.metadata and _deep(_write(shell.metadata), 2):
+        return None
+    canonical = _write(messages)
+    start = raw.find(_MESSAGES_FIELD) + len(_MESSAGES_FIELD)  # the first: only version and id come before
+    length = len(memoryview(shell.messages))
+    if len(canonical) != length or not raw.startswith(canonical, start):
+        return None
+    args = _args_unsure(messages)
+    if args & _UNSURE:
+        return None
+    if args & _FLOATS:
+        canonical = _zmij(canonical)
+    return _Read(shell.id, canonical, len(messages), start, length)
+
+
 def _unsure_text(raw: bytes, level: int) -> bool:
     """JSON text (a value opening nesting ``level``) that msgspec may read or
     skip otherwise than serde_json."""
@@ -540,6 +580,10 @@ def _read(raw: bytes) -> _Read:
 
 
 def _read_paused(raw: bytes) -> _Read:
+    if raw.startswith(_SERDE_START):
+        read = _read_serde(raw)
+        if read is not None:
+            return read
     try:
         return _read_fast(raw)
     except msgspec.ValidationError as exc:  # well-formed JSON that is not a Session
