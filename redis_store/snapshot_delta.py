@@ -75,14 +75,12 @@ def shared_prefix(old: bytes, new: bytes, start: int = 0) -> int:
     while at < limit:
         end = min(limit, at + step)
         if not new.startswith(view[at:end], at):
-            while end - at > 32:  # the first difference lies in [at, end)
+            while end - at > 1:  # the first difference lies in [at, end)
                 middle = (at + end) // 2
                 if new.startswith(view[at:middle], at):
                     at = middle
                 else:
                     end = middle
-            while old[at] == new[at]:
-                at += 1
             return at
         at, step = end, step * 2
     return limit
