@@ -211,6 +211,36 @@ class ManualClock:
         return self.now
 
 
+#: Most pages of one list_runtimes walk over a memory store, and most prune
+#: steps of one memory store, before a test fails (see memory_loops_end).
+MEMORY_LOOP_LIMIT = 10_000
+
+
+@pytest.fixture(autouse=True)
+def memory_loops_end(monkeypatch):
+    """A list_runtimes walk or a prune over the memory store that never ends
+    fails instead of hanging the suite: the memory store's pages and prune
+    steps never await, so no timeout could stop such a loop, in a test or in
+    the library (audit.runtime_ids, prune_runtime). A walk starts at cursor 0;
+    a prune's steps are counted per store. See tests/mutmut/backend_memory.md."""
+    page, step = InMemoryRuntimeStore._list_runtimes, InMemoryRuntimeStore._prune_commit_ids
+    pages: dict[int, int] = {}
+    steps: dict[int, int] = {}
+
+    async def bounded_page(self, cursor, count):
+        pages[id(self)] = 1 if cursor == 0 else pages.get(id(self), 0) + 1
+        assert pages[id(self)] <= MEMORY_LOOP_LIMIT, f"a list_runtimes walk did not end within {MEMORY_LOOP_LIMIT} pages"
+        return await page(self, cursor, count)
+
+    async def bounded_step(self, rid, batch):
+        steps[id(self)] = steps.get(id(self), 0) + 1
+        assert steps[id(self)] <= MEMORY_LOOP_LIMIT, "prune_runtime keeps stepping: a step that forgets nothing must say 0"
+        return await step(self, rid, batch)
+
+    monkeypatch.setattr(InMemoryRuntimeStore, "_list_runtimes", bounded_page)
+    monkeypatch.setattr(InMemoryRuntimeStore, "_prune_commit_ids", bounded_step)
+
+
 @pytest.fixture
 def memory_clock(monkeypatch) -> ManualClock:
     """The memory backend's clock (lease and commit-id time), held at 1000.0 s

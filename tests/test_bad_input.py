@@ -30,7 +30,7 @@ from redis_store import (
 from redis_store.contract import MAX_RUNTIME_ID_BYTES
 from sessions import session_json
 from redis_store.audit import runtime_ids as runtime_ids_of
-from test_conformance import make_receipt
+from test_conformance import make_receipt, walk_runtimes
 
 ADVERSARIAL_IDS = [
     "{", "}", "{}", "}{", "{a}", "a{b}c", "%7B", "%", "%%", ":", "::", "a:rt:{b}:meta",
@@ -49,13 +49,8 @@ async def test_adversarial_runtime_ids_work_and_stay_isolated(store):
     for i, rid in enumerate(ADVERSARIAL_IDS):
         assert await store.load_runtime_state(rid) == list(RuntimeState)[i % 7]
         assert len(await store.load_input_states(rid)) == 1
-    listed, cursor = set(), 0
-    while True:
-        cursor, page = await store.list_runtimes(cursor, 500)
-        listed |= set(page)
-        if not cursor:
-            break
-    assert listed == set(ADVERSARIAL_IDS)
+    listed, _ = await walk_runtimes(store, 500)
+    assert set(listed) == set(ADVERSARIAL_IDS)
 
 
 async def test_too_long_runtime_id_is_refused(store):

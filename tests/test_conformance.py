@@ -45,6 +45,20 @@ def make_receipt(run_id: RunId, seq: int, **changes) -> RunBoundaryReceipt:
     return msgspec.structs.replace(receipt, **changes)
 
 
+async def walk_runtimes(store, count: int, max_pages: int = 1000) -> tuple[list[str], int]:
+    """The ids a whole list_runtimes walk returns, and its number of pages:
+    a walk that ends. A cursor that never comes back to 0 fails here instead
+    of hanging the suite (the memory store's pages never await, so no
+    timeout could stop the loop)."""
+    listed, cursor = [], 0
+    for pages in range(1, max_pages + 1):
+        cursor, page = await store.list_runtimes(cursor, count)
+        listed += page
+        if cursor == 0:
+            return listed, pages
+    raise AssertionError(f"a list_runtimes walk did not end within {max_pages} pages (cursor {cursor})")
+
+
 def delta(turns: int = 0, session_id: str | None = None) -> SessionDelta:
     return SessionDelta(session_json(turns, session_id))
 
@@ -464,13 +478,7 @@ async def test_list_runtimes_pages_through_every_runtime(store):
         await store.persist_runtime_state(rid, RuntimeState.IDLE)
     with pytest.raises(WriteFailed):  # a refused write does not create a runtime
         await store.commit_session_boundary("ghost", SessionDelta(b"{}"), RunId.new(), RunApplyBoundary.RUN_START, [], [])
-    seen, cursor, pages = [], 0, 0
-    while True:
-        cursor, page = await store.list_runtimes(cursor, count=4)
-        seen.extend(page)
-        pages += 1
-        if cursor == 0:
-            break
+    seen, pages = await walk_runtimes(store, 4)
     assert set(seen) == set(TRICKY_IDS)
     assert pages > 1  # 15 runtimes at count=4 need several pages: the cursor really pages
     with pytest.raises(ValueError):

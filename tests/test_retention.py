@@ -229,3 +229,19 @@ async def test_memory_commit_ids_expire_as_a_whole_only_once_past_the_ttl(memory
     memory_clock.now = 1040.001  # past c3's ttl: the keys expired as a whole
     assert (await store.prune_runtime("rt")).commit_ids_forgotten == 0
     assert await _commit(store, "c3") == 4  # new again
+
+
+async def test_memory_a_prune_after_the_ids_expired_as_a_whole_takes_one_step(memory_clock):
+    store = InMemoryRuntimeStore(commit_id_ttl=10)
+    await _commit(store, "c0")
+    memory_clock.now = 1010.001  # past the keys' expiry: nothing is left to forget
+    step, steps = store._prune_commit_ids, []
+
+    async def counted(rid, batch):
+        steps.append(await step(rid, batch))
+        assert len(steps) <= 3, f"prune_runtime keeps stepping: {steps}"
+        return steps[-1]
+
+    store._prune_commit_ids = counted
+    assert (await store.prune_runtime("rt")).commit_ids_forgotten == 0
+    assert steps == [0]  # the loop ends on the first step that forgets nothing

@@ -51,6 +51,7 @@ from redis_store.keys import KeyLayout
 from redis_store.urls import redact
 from servers import REQUIRE_ENV, ServerProcess, servers_required
 from sessions import session_json
+from test_conformance import walk_runtimes
 from tlskit import KEY_PASSPHRASE, PKI, TLSServer, make_pki, openssl_available
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
@@ -231,12 +232,7 @@ async def exercise_every_method(store, rid: str, expire_commit_id=None) -> None:
     assert await store.load_boundary_receipt(rid, applied.run_id, 0) == applied
     assert await store.load_session_snapshot(rid) == last_delta.session_snapshot
     assert await store.load_runtime_state(rid) == RuntimeState.IDLE
-    listed, cursor = [], 0
-    while True:
-        cursor, page = await store.list_runtimes(cursor, 10)
-        listed += page
-        if not cursor:
-            break
+    listed, _ = await walk_runtimes(store, 10)
     assert rid in listed
     raw = await store.dump_runtime(rid)
     assert len(raw.receipts) == 3 and len(raw.inputs) == 2
