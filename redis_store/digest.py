@@ -6,7 +6,10 @@ declared once, below, as msgspec Structs in serde's field order with serde's
 defaults and omissions; msgspec checks a snapshot against it and writes the
 messages back in canonical form.
 
-What msgspec and serde_json decide differently is made up for by small named
+A snapshot that msgspec writes back byte for byte from what it read, as it
+does serde's own output, is read in one typed pass (``_read_serde``); any
+other text takes the careful reading (``_read_fast``), where what msgspec and
+serde_json decide differently is made up for by small named
 shims (``_negative_zero``, ``_args_unsure``: numbers serde turns into floats; ``_unsure_text``: skipped fields msgspec
 does not check, nesting deeper than serde's limit; ``_dup_free``: repeated
 struct keys, which serde refuses and msgspec lets the last win; ``_zmij``:
