@@ -93,6 +93,19 @@ _CACHE_SIZE = 4096
 _CANONICAL_UUID_TEXT = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 )
+_set = object.__setattr__
+_SAFE_UNKNOWN = _uuid.SafeUUID.unknown
+
+
+def _canonical_uuid(text: str) -> _uuid.UUID:
+    """The UUID of a text ``_CANONICAL_UUID_TEXT`` matched: ``uuid.UUID(int=...)``
+    without its Python-level argument checks (a third of a read's cost), which
+    32 hex digits always pass; the two attributes are what its ``__init__``
+    (and ``__setstate__``, for pickle) set."""
+    value = object.__new__(_uuid.UUID)
+    _set(value, "int", int(text.replace("-", ""), 16))
+    _set(value, "is_safe", _SAFE_UNKNOWN)
+    return value
 
 
 class _UuidId(_Newtype):
@@ -112,8 +125,8 @@ class _UuidId(_Newtype):
         text = None
         if isinstance(value, str):
             if type(value) is str and _CANONICAL_UUID_TEXT.fullmatch(value):
-                text = value  # then no second regex, and the int is all uuid.UUID needs
-                value = _uuid.UUID(int=int(value.replace("-", ""), 16))
+                text = value  # then no second regex
+                value = _canonical_uuid(value)
             else:
                 value = parse_uuid(value, type(self).__name__)
         elif not isinstance(value, _uuid.UUID):
@@ -129,7 +142,14 @@ class _UuidId(_Newtype):
         writes of the same text (ids are immutable)."""
         found = cls._by_text.get(text)
         if found is None:
-            made = cls(text)
+            if type(text) is str and _CANONICAL_UUID_TEXT.fullmatch(text):
+                # The form the store writes (most reads): what cls(text) makes,
+                # without __init__'s dispatch on the argument's type.
+                made = object.__new__(cls)
+                _set(made, "_value", _canonical_uuid(text))
+                _set(made, "_text", text)
+            else:
+                made = cls(text)  # any other form is the constructor's to accept or refuse
             cache = cls._by_text
             if len(cache) >= _CACHE_SIZE:
                 cache.clear()

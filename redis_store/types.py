@@ -36,6 +36,7 @@ from msgspec import Meta, Struct
 from . import jsonwire
 from .errors import RuntimeStateTransitionError
 from .ids import InputId, RunId, _UuidId
+from .timestamps import _BY_TEXT as _TIMESTAMP_BY_TEXT
 from .timestamps import Timestamp
 
 __all__ = [
@@ -80,7 +81,13 @@ _JSON_KINDS = {type(None): "null", bool: "bool", int: "int", float: "float", lis
 
 def _dec_hook(kind: Any, value: Any) -> Any:
     if type(value) is str:
-        return Timestamp.parse(value) if kind is Timestamp else kind._from_text(value)
+        if kind is Timestamp:
+            # Timestamp.parse's cache, looked up here: a timestamp read is
+            # usually one written or read lately, and a Python call per
+            # timestamp is much of a stored input state's decoding.
+            found = _TIMESTAMP_BY_TEXT.get(value)
+            return Timestamp.parse(value) if found is None else found
+        return kind._from_text(value)
     raise TypeError(f"Expected `str`, got `{_JSON_KINDS.get(type(value), type(value).__name__)}`")
 
 
