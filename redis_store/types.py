@@ -76,6 +76,7 @@ U64 = Annotated[int, Meta(ge=0)]  # msgspec's bounds stop at int64: ``_check_u64
 
 # -- ids and timestamps: JSON strings --------------------------------------------
 
+_cached_timestamp = _TIMESTAMP_BY_TEXT.get
 _JSON_KINDS = {type(None): "null", bool: "bool", int: "int", float: "float", list: "array", dict: "object"}
 
 
@@ -85,7 +86,7 @@ def _dec_hook(kind: Any, value: Any) -> Any:
             # Timestamp.parse's cache, looked up here: a timestamp read is
             # usually one written or read lately, and a Python call per
             # timestamp is much of a stored input state's decoding.
-            found = _TIMESTAMP_BY_TEXT.get(value)
+            found = _cached_timestamp(value)
             return Timestamp.parse(value) if found is None else found
         return kind._from_text(value)
     raise TypeError(f"Expected `str`, got `{_JSON_KINDS.get(type(value), type(value).__name__)}`")
