@@ -93,15 +93,22 @@ _CACHE_SIZE = 4096
 _CANONICAL_UUID_TEXT = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 )
+_new = object.__new__
+_set = object.__setattr__
 
 
 class _UuidId(_Newtype):
-    """A UUID newtype, written lowercase hyphenated. Its text is computed once
+    """A UUID newtype, written lowercase hyphenated. Its value is the UUID's
+    128-bit int, which compares and hashes as the UUID does (``uuid.UUID``
+    compares and hashes its ``int``): an id read from canonical text needs no
+    ``uuid.UUID``, whose Python constructor cost more than the rest of the
+    read. The UUID is made when asked for (``uuid``), the text once
     (``_text``)."""
 
-    __slots__ = ("_text",)
-    _value: _uuid.UUID
+    __slots__ = ("_text", "_as_uuid")
+    _value: int
     _text: str | None  # str(self), once computed
+    _as_uuid: _uuid.UUID  # self.uuid: the UUID given, or made on first use
     _by_text: dict[str, _UuidId] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -112,15 +119,18 @@ class _UuidId(_Newtype):
         text = None
         if isinstance(value, str):
             if type(value) is str and _CANONICAL_UUID_TEXT.fullmatch(value):
-                text = value  # then no second regex, and the int is all uuid.UUID needs
-                value = _uuid.UUID(int=int(value.replace("-", ""), 16))
+                text = value  # then no second regex, and the int is all it needs
+                number = int(value.replace("-", ""), 16)
             else:
-                value = parse_uuid(value, type(self).__name__)
-        elif not isinstance(value, _uuid.UUID):
+                number = parse_uuid(value, type(self).__name__).int
+        elif isinstance(value, _uuid.UUID):
+            number = value.int
+            object.__setattr__(self, "_as_uuid", value)  # self.uuid is the UUID given
+        else:
             raise TypeError(
                 f"{type(self).__name__} takes a uuid.UUID or a str, got {type(value).__name__}"
             )
-        super().__init__(value)
+        super().__init__(number)
         object.__setattr__(self, "_text", text)
 
     @classmethod
@@ -129,7 +139,14 @@ class _UuidId(_Newtype):
         writes of the same text (ids are immutable)."""
         found = cls._by_text.get(text)
         if found is None:
-            made = cls(text)
+            if type(text) is str and _CANONICAL_UUID_TEXT.fullmatch(text):
+                # The form the store writes (most reads): what cls(text)
+                # makes, without __init__'s dispatch on the argument's type.
+                made = _new(cls)
+                _set(made, "_value", int(text.replace("-", ""), 16))
+                _set(made, "_text", text)
+            else:
+                made = cls(text)  # any other form is the constructor's to accept or refuse
             cache = cls._by_text
             if len(cache) >= _CACHE_SIZE:
                 cache.clear()
@@ -151,12 +168,20 @@ class _UuidId(_Newtype):
 
     @property
     def uuid(self) -> _uuid.UUID:
-        return self._value
+        try:
+            return self._as_uuid
+        except AttributeError:  # read from text: made once, on first use
+            value = _uuid.UUID(int=self._value)
+            object.__setattr__(self, "_as_uuid", value)
+            return value
+
+    def __reduce__(self) -> tuple[type, tuple[Any]]:
+        return (type(self), (self.uuid,))  # as pickled when the value was the UUID
 
     def __str__(self) -> str:
         text = self._text
         if text is None:
-            text = str(self._value)
+            text = str(self.uuid)
             object.__setattr__(self, "_text", text)
             cache = type(self)._by_text
             if len(cache) >= _CACHE_SIZE:

@@ -36,6 +36,7 @@ from msgspec import Meta, Struct
 from . import jsonwire
 from .errors import RuntimeStateTransitionError
 from .ids import InputId, RunId, _UuidId
+from .timestamps import _BY_TEXT as _TIMESTAMP_BY_TEXT
 from .timestamps import Timestamp
 
 __all__ = [
@@ -75,12 +76,19 @@ U64 = Annotated[int, Meta(ge=0)]  # msgspec's bounds stop at int64: ``_check_u64
 
 # -- ids and timestamps: JSON strings --------------------------------------------
 
+_cached_timestamp = _TIMESTAMP_BY_TEXT.get
 _JSON_KINDS = {type(None): "null", bool: "bool", int: "int", float: "float", list: "array", dict: "object"}
 
 
 def _dec_hook(kind: Any, value: Any) -> Any:
     if type(value) is str:
-        return Timestamp.parse(value) if kind is Timestamp else kind._from_text(value)
+        if kind is Timestamp:
+            # Timestamp.parse's cache, looked up here: a timestamp read is
+            # usually one written or read lately, and a Python call per
+            # timestamp is much of a stored input state's decoding.
+            found = _cached_timestamp(value)
+            return Timestamp.parse(value) if found is None else found
+        return kind._from_text(value)
     raise TypeError(f"Expected `str`, got `{_JSON_KINDS.get(type(value), type(value).__name__)}`")
 
 
@@ -162,6 +170,8 @@ def _str_keyed(value: Any) -> Any:
     return [_str_keyed(v) for v in value] if type(value) is list else value
 
 
+# The __post_init__s every read of an input state runs test the bound before
+# calling this: a Python call per field was a measurable part of a read.
 def _check_u64(name: str, value: Any) -> None:
     if type(value) is int and value > _U64_MAX:
         raise ValueError(f".{name}: Expected `int` <= {_U64_MAX}")
@@ -482,7 +492,8 @@ class PolicyDecision(_PolicyModes, kw_only=True, omit_defaults=False, frozen=Tru
     policy_version: U64
 
     def __post_init__(self) -> None:
-        _check_u64("policy_version", self.policy_version)
+        if type(self.policy_version) is int and self.policy_version > _U64_MAX:
+            _check_u64("policy_version", self.policy_version)
 
 
 class PolicySnapshot(_Frozen, frozen=True):
@@ -490,7 +501,8 @@ class PolicySnapshot(_Frozen, frozen=True):
     decision: PolicyDecision
 
     def __post_init__(self) -> None:
-        _check_u64("version", self.version)
+        if type(self.version) is int and self.version > _U64_MAX:
+            _check_u64("version", self.version)
 
 
 class InputStateHistoryEntry(_Frozen, frozen=True):
@@ -533,7 +545,8 @@ class InputState(_InputStateHead, kw_only=True):
             self.attempt_count = 0
         if self.recovery_count is _ZERO:
             self.recovery_count = 0
-        _check_u64("last_boundary_sequence", self.last_boundary_sequence)
+        if type(self.last_boundary_sequence) is int and self.last_boundary_sequence > _U64_MAX:
+            _check_u64("last_boundary_sequence", self.last_boundary_sequence)
 
     @classmethod
     def new_accepted(cls, input_id: InputId) -> InputState:
