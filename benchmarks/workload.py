@@ -1,13 +1,15 @@
 """Realistic data for the benchmarks: meerkat Session snapshots of a given
 size and input states as a runtime stores them. Deterministic: the same
-size gives the same bytes (only ids differ where asked)."""
+size gives the same bytes (only ids differ where asked, and each input
+state's timestamps, from a counter)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 
-from redis_store import InputId, InputState
+from redis_store import InputId, InputState, Timestamp
 
 _CITIES = ["Zürich", "São Paulo", "Kraków", "Reykjavík", "Osaka", "Nairobi", "Montréal"]
 
@@ -127,12 +129,27 @@ _INPUT_TEMPLATE = json.loads(
 )
 
 
+_STATES = itertools.count()
+
+
+def _later(text: str, n: int) -> str:
+    """A timestamp ``n`` seconds and ``n * 7919`` ns after ``text``."""
+    stamp = Timestamp.parse(text)
+    return str(Timestamp(stamp.seconds + n, (stamp.nanos + n * 7919) % 1_000_000_000))
+
+
 def input_state(input_id: InputId | None = None) -> InputState:
-    """A realistic input state (policy, history, persisted prompt)."""
+    """A realistic input state (policy, history, persisted prompt). Each one
+    made has timestamps of its own, as the states of a real runtime do (a
+    reader cannot take them from a cache of texts it has seen)."""
     wire = json.loads(json.dumps(_INPUT_TEMPLATE))
     text = str(input_id or InputId.new())
     wire["input_id"] = text
     wire["persisted_input"]["header"]["id"] = text
+    n = next(_STATES)
+    wire["created_at"], wire["updated_at"] = _later(wire["created_at"], n), _later(wire["updated_at"], n)
+    for entry in wire["history"]:
+        entry["timestamp"] = _later(entry["timestamp"], n)
     return InputState.from_dict(wire)
 
 

@@ -72,6 +72,10 @@ _TOO_SHORT = "premature end of input"
 _TOO_LONG = "trailing input"
 _OUT_OF_RANGE = "input is out of range"
 
+_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
+_new_timestamp = object.__new__
+_set = object.__setattr__
+
 # The form every Timestamp is written in; parsed without the general scanner.
 _CANONICAL = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z"
@@ -308,17 +312,20 @@ class Timestamp:
         if match is None:
             return _RelaxedRfc3339(text).parse()
         year, month, day, hour, minute, second, fraction = match.groups()
-        stamp = _from_local_fields(
-            text,
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            int(fraction.ljust(9, "0")) if fraction else 0,
-            0,
-        )
+        nanos = int(fraction.ljust(9, "0")) if fraction else 0
+        hours, minutes, seconds = int(hour), int(minute), int(second)
+        try:  # the C date checks year (1..9999), month and day, and counts the days
+            days = _dt.date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
+        except ValueError:
+            days = None
+        if days is None or hours > 23 or minutes > 59 or seconds > 59:
+            # year 0, a leap second or a field out of range: chrono's rules decide
+            stamp = _from_local_fields(text, int(year), int(month), int(day), hours, minutes, seconds, nanos, 0)
+        else:
+            stamp = _new_timestamp(Timestamp)  # years 1..9999, nanos < 1e9: within __init__'s checks
+            _set(stamp, "_seconds", days * _SECS_PER_DAY + hours * 3600 + minutes * 60 + seconds)
+            _set(stamp, "_nanos", nanos)
+            _set(stamp, "_text", None)
         if type(text) is str:
             _remember(text, stamp)
         return stamp

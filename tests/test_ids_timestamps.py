@@ -10,7 +10,7 @@ import types
 import uuid
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from redis_store import ids
@@ -446,3 +446,31 @@ def test_text_caches_change_no_value() -> None:
     fresh = RunId(uuid.UUID(SAMPLE))
     assert str(fresh) == SAMPLE and str(fresh) is str(fresh)
     assert pickle.loads(pickle.dumps(fresh)) == fresh
+
+
+def _field(top: int):
+    """Two digits, mostly in range, now and then just past it."""
+    return st.integers(0, top).map(lambda n: f"{n:02d}")
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.one_of(st.integers(0, 9999), st.sampled_from([0, 1, 1969, 1970, 2000, 2016, 9999])).map(lambda n: f"{n:04d}"),
+       _field(13), _field(32), _field(24), _field(60), _field(61),
+       st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=9).map(lambda f: "." + f)))
+def test_the_canonical_form_reads_as_the_general_scanner_reads_it(year, month, day, hour, minute, second, fraction):
+    """Timestamp.parse reads the form the store writes on a shortcut (the C
+    date counts the days); chrono's general scanner must agree on every value
+    and every refusal, out-of-range fields, year 0 and leap seconds included."""
+    from redis_store.timestamps import _BY_TEXT, _RelaxedRfc3339
+
+    text = f"{year}-{month}-{day}T{hour}:{minute}:{second}{fraction}Z"
+    _BY_TEXT.pop(text, None)
+
+    def read(parse):
+        try:
+            stamp = parse(text)
+        except ValueError as exc:
+            return str(exc)
+        return stamp.seconds, stamp.nanos
+
+    assert read(Timestamp.parse) == read(lambda t: _RelaxedRfc3339(t).parse())
