@@ -35,7 +35,7 @@ from msgspec import Meta, Struct
 
 from . import jsonwire
 from .errors import RuntimeStateTransitionError
-from .ids import InputId, RunId, _UuidId
+from .ids import InputId, RunId, SessionId, _UuidId
 from .timestamps import _BY_TEXT as _TIMESTAMP_BY_TEXT
 from .timestamps import Timestamp
 
@@ -93,11 +93,15 @@ def _dec_hook(kind: Any, value: Any) -> Any:
 
 
 def _enc_hook(value: Any) -> Any:
+    if type(value) in _WRITTEN_AS_TEXT:  # its text, once computed, without a call of __str__
+        text = value._text
+        return str(value) if text is None else text
     if isinstance(value, (_UuidId, Timestamp)):
         return str(value)
     raise TypeError(f"cannot write a {type(value).__name__}")
 
 
+_WRITTEN_AS_TEXT = frozenset({RunId, InputId, SessionId, Timestamp})
 _to_builtins = msgspec.to_builtins
 _convert = msgspec.convert
 
