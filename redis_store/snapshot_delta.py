@@ -66,12 +66,16 @@ def new_tag() -> str:
 def shared_prefix(old: bytes, new: bytes, start: int = 0) -> int:
     """The largest n >= start with ``new[start:n] == old[start:n]``.
 
-    Compares chunks that double in size from ``start`` on (``startswith``
-    over a memoryview: a memcmp, no copies), then halves the first chunk that
+    Compares all but the last 512 bytes at once (where a growing session
+    differs), then chunks that double in size (``startswith`` over a
+    memoryview: a memcmp, no copies), then halves the first chunk that
     differs: O(n) bytes compared in O(log n) calls, wherever the two differ."""
     limit = min(len(old), len(new))
     view = memoryview(old)
     at, step = start, 256
+    near = limit - 512  # a growing session differs just before the old one's tail:
+    if near > at and new.startswith(view[at:near], at):
+        at = near  # one compare takes all that comes before
     while at < limit:
         end = min(limit, at + step)
         if not new.startswith(view[at:end], at):

@@ -44,6 +44,8 @@ def test_the_shared_prefix_is_found_near_its_end():
     old = bytes(range(256)) * 4000
     new = old[:-100] + b"x" * 500
     assert shared_prefix(old, new) == len(old) - 100
+    for at in (10, len(old) - 600, len(old) - 512, len(old) - 511, len(old) - 1):  # before, at and past the near end
+        assert shared_prefix(old, old[:at] + bytes([old[at] ^ 1]) + old[at + 1:]) == at
     assert shared_prefix(old, old) == len(old)
     assert shared_prefix(b"abc", b"xbc", 1) == 3
 
