@@ -729,8 +729,13 @@ def test_mutated_snapshots_give_the_reference_result(data, messages):
                                      "cache_creation_tokens": None, "cache_read_tokens": None}}
     changed = json.dumps(data.draw(mutated_value(doc)), ensure_ascii=data.draw(st.booleans())).encode()
     assert public(changed) == reference(changed)
-    text = json.dumps(doc, separators=(",", ":")).encode()
-    old, new = data.draw(RAW_EDITS)
+    assert_edit_agrees(data, json.dumps(doc, separators=(",", ":")).encode(), RAW_EDITS)
+
+
+def assert_edit_agrees(data, text: bytes, edits) -> None:
+    """One edit drawn from ``edits``, at one of the places it applies (if
+    any), reads as the reference reads it."""
+    old, new = data.draw(edits)
     at = [i for i in range(len(text)) if text.startswith(old, i)]
     if at:
         i = data.draw(st.sampled_from(at))
@@ -766,12 +771,7 @@ def test_serde_written_snapshots_and_their_edits_give_the_reference_result(data,
     text = serde_written(messages)
     assert public(text) == reference(text)
     for edits in (SERDE_EDITS, RAW_EDITS):
-        old, new = data.draw(edits)
-        at = [i for i in range(len(text)) if text.startswith(old, i)]
-        if at:
-            i = data.draw(st.sampled_from(at))
-            edited = text[:i] + new + text[i + len(old):]
-            assert public(edited) == reference(edited)
+        assert_edit_agrees(data, text, edits)
 
 
 # -- the incremental digest agrees with the cold one -----------------------------
