@@ -33,7 +33,6 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
 import msgspec
@@ -51,8 +50,7 @@ _U64_MAX = 2**64 - 1
 _I64_MAX = 2**63 - 1
 
 
-@dataclass(frozen=True)
-class SessionSummary:
+class SessionSummary(Struct, frozen=True, gc=False):
     """What a receipt needs from a snapshot."""
 
     session_id: str  # lowercase hyphenated
@@ -329,62 +327,49 @@ def _deep(raw: bytes, level: int) -> bool:
         raw.replace(b"\\\\", b"") if b"\\\\" in raw else raw) > limit
 
 
-_UNSURE, _FLOATS = 2, 1
-
-
-def _args_unsure(messages: list) -> int:
+def _args_unsure(messages: list) -> bool:
     """Whether any tool args hold what serde reads otherwise than msgspec:
     nesting deeper than its limit (args sit 6 levels down in tool calls, 7 in
     tool_use blocks) or integers beyond i64/u64 (serde: floats); or a usage
-    count beyond u64 (``_UNSURE``). Else ``_FLOATS`` if args hold floats (only
-    args can), whose notation ``_zmij`` fixes, or 0."""
-    found = 0
+    count beyond u64."""
     for message in messages:
         kind = type(message)
         if kind is AssistantMessage:
             if _usage_unsure(message.usage):
-                return _UNSURE
+                return True
             for call in message.tool_calls:
-                found |= _scan_value(call.args, 6)
+                if _scan_value(call.args, 6):
+                    return True
         elif kind is BlockAssistantMessage:
             for block in message.blocks:
-                if type(block) is ToolUseAssistantBlock:
-                    found |= _scan_value(block.data.args, 7)
-        if found & _UNSURE:
-            return _UNSURE
-    return found
+                if type(block) is ToolUseAssistantBlock and _scan_value(block.data.args, 7):
+                    return True
+    return False
 
 
 _I64_MIN = -(2**63)
 
 
-def _scan_value(value: Any, level: int) -> int:
+def _scan_value(value: Any, level: int) -> bool:
     kind = type(value)
     if kind is int:
-        return 0 if _I64_MIN <= value <= _U64_MAX else _UNSURE
-    if kind is float:
-        return _FLOATS
+        return not _I64_MIN <= value <= _U64_MAX
     if kind is dict:
         values: Any = value.values()
     elif kind is list:
         values = value
     else:
-        return 0
+        return False
     if level > _MAX_DEPTH:
-        return _UNSURE
-    found = 0
+        return True
     for item in values:
         kind = type(item)
         if kind is int:
             if not _I64_MIN <= item <= _U64_MAX:
-                return _UNSURE
-        elif kind is float:
-            found = _FLOATS
-        elif kind is dict or kind is list:
-            found |= _scan_value(item, level + 1)
-            if found & _UNSURE:
-                return _UNSURE
-    return found
+                return True
+        elif (kind is dict or kind is list) and _scan_value(item, level + 1):
+            return True
+    return False
 
 
 class _Unsure(Exception):
@@ -437,15 +422,13 @@ def _read_fast(raw: bytes) -> _Read:
         raise msgspec.ValidationError(
             text.replace(" - at `$", " - at `$.messages", 1) if " - at `$" in text else f"{text} - at `$.messages`"
         ) from None
-    canonical = _write(messages)
-    args = _args_unsure(messages)
-    if args & _UNSURE:
+    if _args_unsure(messages):
         raise _Unsure
-    if canonical != messages_raw:  # else written by serde: no repeated keys, no unknown fields
+    canonical = _write(messages)
+    if canonical != messages_raw:  # else as serde writes it: no repeated keys, no unknown fields, no "1e16"
         if _unsure_text(messages_raw, 2):
             raise _Unsure
-        if args & _FLOATS:
-            canonical = _zmij(canonical)
+        canonical = _zmij(canonical)
     head = _HEAD_RE.match(raw)
     start = head.end() if head and raw.startswith(messages_raw, head.end()) else -1
     return _Read(shell.id, canonical, len(messages), start, len(messages_raw))
@@ -462,7 +445,8 @@ def _read_serde(raw: bytes) -> _Read | None:
     it read holds no repeated key, unknown field, whitespace, ``-0`` or other
     number form that serde reads otherwise; what is left to check is what
     serde refuses and msgspec writes back: integers beyond 64 bits and nesting
-    deeper than serde's limit."""
+    deeper than serde's limit. (Nor does it hold a float msgspec writes as
+    ``1e16``: serde writes ``1e+16``.)"""
     try:
         shell = _read_shell(raw)
         if _write(shell) != raw:
@@ -479,11 +463,8 @@ def _read_serde(raw: bytes) -> _Read | None:
     length = len(memoryview(shell.messages))
     if len(canonical) != length or not raw.startswith(canonical, start):
         return None
-    args = _args_unsure(messages)
-    if args & _UNSURE:
+    if _args_unsure(messages):
         return None
-    if args & _FLOATS:
-        canonical = _zmij(canonical)
     return _Read(shell.id, canonical, len(messages), start, length)
 
 
@@ -692,7 +673,7 @@ class DigestCache:
         read = _read(raw)
         if read.start < 0 or key is None or read.start != len(key):
             return SessionSummary(read.session_id, hashlib.sha256(read.canonical).hexdigest(), read.count)
-        hashed = hashlib.sha256(read.canonical[:-1])
+        hashed = hashlib.sha256(memoryview(read.canonical)[:-1])
         summary = SessionSummary(read.session_id, _finish(hashed, b"]"), read.count)
         self._remember(key, raw, read.start, read.start + read.length, read.count, hashed)
         return summary
@@ -723,24 +704,25 @@ class DigestCache:
         if read.start != entry.start:
             return None
         hashed = entry.hashed.copy()
-        new = read.canonical[1:]  # past its "["
         if read.count and entry.count:
-            new = b"," + new
-        hashed.update(new[:-1])
-        summary = SessionSummary(read.session_id, _finish(hashed, b"]"), entry.count + read.count)
+            hashed.update(b",")
+        hashed.update(memoryview(read.canonical)[1:-1])  # past its "[", before its "]"
+        count = entry.count + read.count
+        summary = SessionSummary(read.session_id, _finish(hashed, b"]"), count)
         # The message array ends where it ends in ``rest``, shifted back.
-        end = at + read.length - 1
-        self._remember(raw[: entry.start], raw, entry.start, end, summary.message_count, hashed)
+        self._remember(raw[: entry.start], raw, entry.start, at + read.length - 1, count, hashed)
         return summary
 
     def _remember(self, key: bytes, raw: bytes, start: int, end: int, count: int, hashed: Any) -> None:
+        """Remember ``raw``'s messages up to ``end``; ``hashed`` becomes the
+        entry's own (callers do not update it after)."""
         cut = end - 1  # before the closing "]"
         while cut > start + 1 and raw[cut - 1] in _WS:
             cut -= 1
         cost = len(raw) + len(key) + 256  # and the entry's own overhead
         if cost > self.max_bytes:
             return
-        entry = _Prefix(raw, cut, start, count, hashed.copy())
+        entry = _Prefix(raw, cut, start, count, hashed)
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
