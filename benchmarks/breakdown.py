@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 import redis.asyncio
 
-from redis_store import RunApplyBoundary, RunBoundaryReceipt, RunId, SessionDelta, codec, contract
+from redis_store import InMemoryRuntimeStore, RunApplyBoundary, RunBoundaryReceipt, RunId, SessionDelta, codec, contract
 from redis_store.digest import DigestCache, inspect_session
 
 from . import throughput, workload
@@ -45,10 +45,13 @@ from .upgrade import Growing
 TURNS = 24  # commits before the session starts again (one cold commit in 25)
 
 
+_CHECKER = InMemoryRuntimeStore()  # its _check_batch: the contract's, with default options
+
+
 def _stamped(states: list, run_id: RunId) -> list:
     """What the contract does to the input updates before encoding them."""
     checked = contract._input_wires("input_updates", states)
-    contract.RuntimeStore._check_batch(contract.RuntimeStore, "input_updates", checked)  # type: ignore[arg-type]
+    _CHECKER._check_batch("input_updates", checked)
     return [msgspec.structs.replace(s, last_run_id=run_id, last_boundary_sequence=None) for s in checked]
 
 
@@ -82,7 +85,7 @@ async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]
             receipt = RunBoundaryReceipt(run_id, RunApplyBoundary.RUN_CHECKPOINT, contributing,
                                          summary.conversation_digest, summary.message_count, 0)
             envelope = codec.encode_snapshot(snapshot)
-            prefix = codec.receipt_prefix(receipt.to_dict())
+            prefix = codec.receipt_prefix(receipt)
             inputs = contract._encode_inputs("input_updates", wires, codec.input_state_prefix)
             contract._commit_tag("c", b"commit", envelope, prefix, *(entry.value for entry in inputs))
 

@@ -40,7 +40,7 @@ from redis_store import digest as digests
 from redis_store import snapshot_delta as deltas
 from redis_store.embedded import private_server, redis_binary
 
-from . import workload
+from . import breakdown, workload
 from .upgrade import Growing
 
 N = 300
@@ -109,16 +109,14 @@ def _piece(what: str, n: int) -> None:
     snapshots = session.built
     if what == "inputs":
         for _ in range(n):
-            checked = contract._input_wires("input_updates", states)
-            contract.RuntimeStore._check_batch(contract.RuntimeStore, "input_updates", checked)  # type: ignore[arg-type]
-            [msgspec.structs.replace(s, last_run_id=run_id, last_boundary_sequence=None) for s in checked]
+            breakdown._stamped(states, run_id)
     elif what == "encode":
         stamped = [msgspec.structs.replace(s, last_run_id=run_id, last_boundary_sequence=None) for s in states]
         for i in range(n):
             receipt = RunBoundaryReceipt(run_id=run_id, boundary=RunApplyBoundary.RUN_CHECKPOINT, contributing_input_ids=ids,
                                          conversation_digest="ab" * 32, message_count=10, sequence=0)
             codec.encode_snapshot(snapshots[i % len(snapshots)])
-            codec.receipt_prefix(receipt.to_dict())
+            codec.receipt_prefix(receipt)
             contract._encode_inputs("input_updates", stamped, codec.input_state_prefix)
     elif what == "digest":
         cache = digests.DigestCache()

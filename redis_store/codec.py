@@ -93,8 +93,11 @@ def encode_input_state(wire: dict | InputState) -> bytes:
     return input_state_prefix(wire) + (_NIL if seq is None else seq_suffix(seq))
 
 
-def receipt_prefix(wire: dict) -> bytes:
-    """Envelope of a receipt, missing only its sequence."""
+def receipt_prefix(wire: dict | RunBoundaryReceipt) -> bytes:
+    """Envelope of a receipt (its wire dict, or the receipt itself once
+    checked storable), missing only its sequence."""
+    if isinstance(wire, RunBoundaryReceipt):  # an UNSET field is not written: the same bytes as its to_dict()'s
+        return _ARRAY3 + _VERSION + _pack(msgspec.structs.replace(wire, sequence=msgspec.UNSET))
     wire = dict(wire)
     wire.pop("sequence", None)
     return _ARRAY3 + _VERSION + _pack(wire)

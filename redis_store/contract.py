@@ -373,7 +373,7 @@ class RuntimeStore(abc.ABC):
             sequence=0,
         )
         snapshot = codec.encode_snapshot(session_delta.session_snapshot)
-        prefix = codec.receipt_prefix(receipt.to_dict())
+        prefix = codec.receipt_prefix(receipt)  # built here from checked values
         inputs = _encode_inputs("input_updates", wires, codec.input_state_prefix)
         tag = _commit_tag(commit_id, b"commit", snapshot, prefix, *(entry.value for entry in inputs))
         self._ensure_open(WriteFailed)

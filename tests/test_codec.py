@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from redis_store import InputId, InputState, RunId, RuntimeState
+from redis_store import InputId, InputState, RunApplyBoundary, RunBoundaryReceipt, RunId, RuntimeState
 from redis_store import codec
 from test_conformance import make_receipt
 
@@ -32,6 +32,18 @@ def test_receipt_and_input_envelopes_carry_the_sequence_once_at_the_end():
     assert msgspec.msgpack.decode(codec.encode_input_state(state_wire))[2] is None  # never stamped: nil
     assert codec.decode_input_state(prefix + codec.seq_suffix(3)).last_boundary_sequence == 3
 
+
+
+@pytest.mark.parametrize("digest", ["ab" * 32, None])
+@pytest.mark.parametrize("inputs", [0, 2])
+def test_a_receipt_struct_and_its_wire_dict_give_the_same_prefix(digest, inputs):
+    """commit_session_boundary writes its receipt from the Struct, skipping
+    to_dict; the stored bytes (and commit-id fingerprints) must not change."""
+    receipt = RunBoundaryReceipt(run_id=RunId.new(), boundary=RunApplyBoundary.RUN_CHECKPOINT,
+                                 contributing_input_ids=[InputId.new() for _ in range(inputs)],
+                                 conversation_digest=digest, message_count=2**64 - 1, sequence=9)
+    assert codec.receipt_prefix(receipt) == codec.receipt_prefix(receipt.to_dict())
+    assert receipt.sequence == 9  # the caller's receipt is left as it was
 
 def test_snapshot_and_state_envelopes():
     assert codec.encode_snapshot(b'{"a":1}') == b"\x92\x01\xc4\x07" + b'{"a":1}'  # bin 8, not a str
