@@ -1,4 +1,7 @@
--- lib.lua: helpers prepended to every other script by redis_store/scripts.py.
+-- lib.lua: helpers for the other scripts. redis_store/scripts.py prepends to
+-- each script the top-level definitions below that it uses (with the comment
+-- lines right above each), so every definition starts at column 0 with
+-- "local function NAME" or "local NAME =".
 -- KEYS: none of its own; ARGV: none of its own; it defines functions only.
 -- Plain Lua 5.1 with redis.* only: no cmsgpack, bit or struct (fakeredis has none).
 
