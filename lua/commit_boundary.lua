@@ -35,7 +35,7 @@
 -- INDEX_MISSING, IDEMPOTENCY_CONFLICT, CORRUPT (run_seqs entry),
 -- SEQUENCE_EXHAUSTED.
 
-local failed, earlier = commit_checks(11, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)
+local failed, earlier, meta, offset, plan = commit_checks(11, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)
 if failed then
   return redis.error_reply(failed)
 end
@@ -57,10 +57,12 @@ local seq_text = int_text(seq)
 local tail = u64(seq)
 local field = ARGV[1] .. ':' .. seq_text
 redis.call('HSET', KEYS[2], field, ARGV[3] .. tail)
-snapshot_write(KEYS[1], ARGV[9], ARGV[2], ARGV[10])
+snapshot_write(KEYS[1], offset, ARGV[2], ARGV[10])
 redis.call('HSET', KEYS[3], ARGV[1], seq_text)
-upsert_inputs(KEYS[4], KEYS[5], KEYS[11], 11, tail)
-mark_runtime(KEYS[6], 11, 'snapshot_receipt', field, 'snapshot_tag', ARGV[8])
-redis.call('HDEL', KEYS[6], 'snapshot_applied', 'snapshot_without_receipt')
+input_writes(KEYS[4], KEYS[5], KEYS[11], 11, tail, plan)
+mark_runtime(KEYS[6], meta[1], plan, 'snapshot_receipt', field, 'snapshot_tag', ARGV[8])
+if meta[4] or meta[5] then
+  redis.call('HDEL', KEYS[6], 'snapshot_applied', 'snapshot_without_receipt')
+end
 remember_commit(KEYS[8], KEYS[9], ARGV[5], ARGV[6], seq, tonumber(ARGV[7]))
 return {seq, 0}

@@ -664,6 +664,24 @@ async def test_inputs_are_found_by_idempotency_key_through_every_write(store):
         await store.persist_input_state("rt", keyed("\ud800"))
 
 
+async def test_a_key_cleared_without_any_claim_leaves_the_index(store):
+    # A batch that claims no key still drops the keys its inputs gave up.
+    a, b = keyed("hook-a"), keyed("hook-b")
+    await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [a, b])
+    await commit(store, "rt", RunId.new(), [keyed(None, a.input_id)])
+    assert await store.load_input_state_by_idempotency_key("rt", "hook-a") is None
+    assert (await store.load_input_state_by_idempotency_key("rt", "hook-b")).input_id == b.input_id
+    assert (await store.dump_runtime("rt")).index == {"key:hook-b": str(b.input_id), f"input:{b.input_id}": "hook-b"}
+    _check(await store.dump_runtime("rt"))
+
+
+async def test_a_runtime_holding_only_a_lease_is_listed(store):
+    await store.acquire_lease("leased", "w", ttl=30)
+    assert "leased" in (await walk_runtimes(store, 10))[0]
+    await store.revoke_lease("leased")
+    assert "leased" in (await walk_runtimes(store, 10))[0]
+
+
 async def test_two_inputs_claiming_one_key_are_refused_naming_both(store):
     a = keyed("webhook-7")
     await store.persist_input_state("rt", a)
