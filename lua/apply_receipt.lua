@@ -60,7 +60,7 @@ redis.call('HSET', KEYS[2], field, ARGV[3])
 if not last or seq > last then
   redis.call('HSET', KEYS[3], ARGV[1], int_text(seq))
 end
-input_writes(KEYS[4], KEYS[5], KEYS[11], 12, '', plan)
+input_writes(KEYS[4], KEYS[5], KEYS[11], 12, nil, plan)
 if ARGV[4] ~= '' or ARGV[10] ~= '' then
   snapshot_write(KEYS[1], offset, ARGV[4], ARGV[11])
   if meta[3] or meta[5] then

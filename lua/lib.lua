@@ -16,7 +16,8 @@ local LAYOUT_VERSION = 2
 local CHUNK = 1000
 
 -- msgpack uint64 (0xcf + 8 bytes big-endian) of an integer in [0, 2^53).
--- Completes an envelope whose prefix Python encoded (codec.seq_suffix).
+-- An envelope's last slot (codec.seq_suffix): commit_boundary.lua stamps it
+-- when the sequence it mints is not the one Python expected.
 local function u64(n)
   local hi, lo = math.floor(n / 4294967296), n % 4294967296
   return string.char(207,
@@ -224,15 +225,16 @@ local function input_plan(inputs_key, order_at, index_key, layout, first)
 end
 
 -- Stores the input triples from ARGV index first on as input_plan planned
--- (plan nil: there are none), appending suffix to each value: one HSET,
--- the new ids appended to the order list, the index entries that change.
-local function input_writes(inputs_key, order_key, index_key, first, suffix, plan)
+-- (plan nil: there are none), with stamp (if not nil) in place of each
+-- value's last 9 bytes (commit_boundary.lua): one HSET, the new ids
+-- appended to the order list, the index entries that change.
+local function input_writes(inputs_key, order_key, index_key, first, stamp, plan)
   if not plan then
     return
   end
   local values, n = {}, 0
   for i = first, #ARGV, 3 do
-    values[n + 1], values[n + 2] = ARGV[i], ARGV[i + 1] .. suffix
+    values[n + 1], values[n + 2] = ARGV[i], stamp and string.sub(ARGV[i + 1], 1, -10) .. stamp or ARGV[i + 1]
     n = n + 2
   end
   for a = 1, n, CHUNK do

@@ -34,6 +34,6 @@ end
 if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1])
 end
-input_writes(KEYS[2], KEYS[3], KEYS[7], 3, '', plan)
+input_writes(KEYS[2], KEYS[3], KEYS[7], 3, nil, plan)
 mark_runtime(KEYS[4], layout, plan)
 return 1

@@ -120,8 +120,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- commit_boundary.lua -------------------------------------------------------------
     Mutation(
         "commit_boundary: checks' failure ignored", "lua/commit_boundary.lua",
-        "commit_checks(11, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)\nif failed then",
-        "commit_checks(11, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)\nif false then",
+        "commit_checks(12, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)\nif failed then",
+        "commit_checks(12, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)\nif false then",
         (RB + "test_foreign_value_of_wrong_type_fails_before_any_write" + FR,
          IDEM + "test_a_commit_id_reused_for_another_commit_is_refused" + FR),
     ),
@@ -145,6 +145,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "mark_runtime(KEYS[6], meta[1], plan, 'snapshot_receipt', field, 'snapshot_tag', ARGV[8])",
         "mark_runtime(KEYS[6], meta[1], plan, 'snapshot_tag', ARGV[8])",
         (RET + "test_the_snapshot_receipt_is_never_dropped" + FR,),
+    ),
+    Mutation(
+        "commit_boundary: envelopes kept with the expected sequence when another was minted", "lua/commit_boundary.lua",
+        "local stamp = seq_text ~= ARGV[11] and u64(seq) or nil", "local stamp = nil",
+        (CONF + "test_sequence_space_ends_at_2_pow_53" + FR,
+         RB + "test_two_stores_taking_turns_on_one_run_store_each_commit_s_own_sequence" + FR),
     ),
     Mutation(
         "commit_boundary: a snapshot written by atomic_apply still counted as its", "lua/commit_boundary.lua",
