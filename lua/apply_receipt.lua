@@ -39,7 +39,7 @@ local seq = tonumber(ARGV[2])
 if not seq or seq < 0 or seq > MAX_SEQUENCE or seq ~= math.floor(seq) then
   return redis.error_reply('BAD_ARGS sequence must be an integer in [0, 2^53)')
 end
-local failed, earlier, meta, offset, plan = commit_checks(12, ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), 10)
+local failed, earlier, meta, offset, plan = commit_checks(12, ARGV[5], ARGV[6], ARGV[7], ARGV[8], 10)
 if failed then
   return redis.error_reply(failed)
 end
@@ -70,5 +70,5 @@ if ARGV[4] ~= '' or ARGV[10] ~= '' then
 else
   mark_runtime(KEYS[6], meta[1], plan)
 end
-remember_commit(KEYS[8], KEYS[9], ARGV[6], ARGV[7], seq, tonumber(ARGV[8]))
+remember_commit(KEYS[8], KEYS[9], ARGV[6], ARGV[7], seq, ARGV[8])
 return {seq, 0}

@@ -38,7 +38,7 @@
 -- INDEX_MISSING, IDEMPOTENCY_CONFLICT, CORRUPT (run_seqs entry),
 -- SEQUENCE_EXHAUSTED.
 
-local failed, earlier, meta, offset, plan = commit_checks(12, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)
+local failed, earlier, meta, offset, plan = commit_checks(12, ARGV[4], ARGV[5], ARGV[6], ARGV[7], 9)
 if failed then
   return redis.error_reply(failed)
 end
@@ -69,5 +69,5 @@ mark_runtime(KEYS[6], meta[1], plan, 'snapshot_receipt', field, 'snapshot_tag', 
 if meta[4] or meta[5] then
   redis.call('HDEL', KEYS[6], 'snapshot_applied', 'snapshot_without_receipt')
 end
-remember_commit(KEYS[8], KEYS[9], ARGV[5], ARGV[6], seq, tonumber(ARGV[7]))
+remember_commit(KEYS[8], KEYS[9], ARGV[5], ARGV[6], seq, ARGV[7])
 return {seq, 0}

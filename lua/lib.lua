@@ -119,15 +119,21 @@ local function input_plan(inputs_key, order_at, index_key, layout, first)
     return nil, nil
   end
   -- An id seen for the first time is appended to the order list (once), so
-  -- loads return first-stored order.
-  local new, seen, found = {}, {}, false
+  -- loads return first-stored order. fields: the index entries to read.
+  local new, seen, found, fields, claims = {}, nil, false, {}, false
   for i = first, #ARGV, 3 do
     local id = ARGV[i]
     if redis.call('HEXISTS', inputs_key, id) == 1 then
       found = true
-    elseif not seen[id] then
+    elseif not (seen and seen[id]) then
       new[#new + 1] = id
+      seen = seen or {}
       seen[id] = true
+    end
+    fields[#fields + 1] = 'input:' .. id
+    if ARGV[i + 2] ~= '' then
+      claims = true
+      fields[#fields + 1] = 'key:' .. claimed_key(ARGV[i + 2])
     end
   end
   if layout == '1' and (found or redis.call('TYPE', inputs_key)['ok'] ~= 'none') then
@@ -137,22 +143,19 @@ local function input_plan(inputs_key, order_at, index_key, layout, first)
   if failed then
     return failed, nil
   end
-
-  local fields, claims = {}, false
-  for i = first, #ARGV, 3 do
-    fields[#fields + 1] = 'input:' .. ARGV[i]
-    if ARGV[i + 2] ~= '' then
-      claims = true
-      fields[#fields + 1] = 'key:' .. claimed_key(ARGV[i + 2])
-    end
-  end
   local got, held = {}, false
   for a = 1, #fields, CHUNK do
     local part = redis.call('HMGET', index_key, unpack(fields, a, math.min(a + CHUNK - 1, #fields)))
-    for j = 1, #part do
-      got[a + j - 1] = part[j]
-      held = held or part[j] ~= false
+    if a == 1 then
+      got = part
+    else
+      for j = 1, #part do
+        got[a + j - 1] = part[j]
+      end
     end
+  end
+  for j = 1, #fields do
+    held = held or got[j]
   end
   if not claims and not held then
     return nil, {new = new}  -- no key claimed, none held: the index stays as it is
@@ -297,13 +300,15 @@ end
 -- Idempotent commits: the sequence a commit id committed within the last
 -- retention_ms (nil if none), or an error text when the id was used for a
 -- different commit. An id older than the retention counts as new.
+-- retention_ms is ARGV text here and in remember_commit: converted only
+-- where a commit id needs it.
 local function earlier_commit(commits_key, log_key, commit_id, fingerprint, retention_ms)
   if commit_id == '' then
     return nil, nil
   end
   local earlier = redis.call('HGET', commits_key, commit_id)
   local at = redis.call('ZSCORE', log_key, commit_id)
-  if not earlier or not at or now_ms() - tonumber(at) >= retention_ms then
+  if not earlier or not at or now_ms() - tonumber(at) >= tonumber(retention_ms) then
     return nil, nil
   end
   local space = string.find(earlier, ' ', 1, true)
@@ -351,14 +356,15 @@ local function snapshot_check(snapshot_key, meta, spec)
     return nil, nil
   end
   local base_tag, base_len, offset, receipt, applied = string.match(spec, '^(%x+) (%d+) (%d+) (%S+) (%S+)$')
-  if not base_tag or tonumber(offset) > tonumber(base_len) then
+  base_len, offset = tonumber(base_len), tonumber(offset)
+  if not base_tag or offset > base_len then
     return 'BAD_ARGS snapshot delta spec ' .. spec, nil
   end
   if meta[2] ~= base_tag or (meta[3] or '-') ~= receipt or (meta[4] or '-') ~= applied
-      or redis.call('STRLEN', snapshot_key) ~= tonumber(base_len) then
+      or redis.call('STRLEN', snapshot_key) ~= base_len then
     return 'STALE_BASE the stored snapshot is not the one this delta extends', nil
   end
-  return nil, tonumber(offset)
+  return nil, offset
 end
 
 local function snapshot_write(snapshot_key, offset, value, head)

@@ -24,7 +24,7 @@
 -- Every key written is read with a typed command before any write (meta,
 -- commits and commit_log; the snapshot for a delta) or written with SET
 -- (a whole snapshot); lease and fence are only read.
-local earlier, reused = earlier_commit(KEYS[4], KEYS[5], ARGV[3], ARGV[4], tonumber(ARGV[5]))
+local earlier, reused = earlier_commit(KEYS[4], KEYS[5], ARGV[3], ARGV[4], ARGV[5])
 if reused then
   return redis.error_reply(reused)
 end
@@ -48,5 +48,5 @@ if meta[3] or meta[4] then
   redis.call('HDEL', KEYS[2], 'snapshot_receipt', 'snapshot_applied')
 end
 mark_runtime(KEYS[2], meta[1], nil, 'snapshot_without_receipt', '1', 'snapshot_tag', ARGV[6])
-remember_commit(KEYS[4], KEYS[5], ARGV[3], ARGV[4], 0, tonumber(ARGV[5]))
+remember_commit(KEYS[4], KEYS[5], ARGV[3], ARGV[4], 0, ARGV[5])
 return {0, 0}

@@ -102,7 +102,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "earlier_commit: ids kept past their retention", "lua/lib.lua",
-        "if not earlier or not at or now_ms() - tonumber(at) >= retention_ms then", "if not earlier or not at then",
+        "if not earlier or not at or now_ms() - tonumber(at) >= tonumber(retention_ms) then", "if not earlier or not at then",
         (IDEM + "test_commit_ids_are_kept_for_a_bounded_time" + FR,),
     ),
     Mutation(
@@ -120,8 +120,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- commit_boundary.lua -------------------------------------------------------------
     Mutation(
         "commit_boundary: checks' failure ignored", "lua/commit_boundary.lua",
-        "commit_checks(12, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)\nif failed then",
-        "commit_checks(12, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)\nif false then",
+        "commit_checks(12, ARGV[4], ARGV[5], ARGV[6], ARGV[7], 9)\nif failed then",
+        "commit_checks(12, ARGV[4], ARGV[5], ARGV[6], ARGV[7], 9)\nif false then",
         (RB + "test_foreign_value_of_wrong_type_fails_before_any_write" + FR,
          IDEM + "test_a_commit_id_reused_for_another_commit_is_refused" + FR),
     ),
@@ -160,8 +160,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- apply_receipt.lua ---------------------------------------------------------------
     Mutation(
         "apply_receipt: checks' failure ignored", "lua/apply_receipt.lua",
-        "commit_checks(12, ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), 10)\nif failed then",
-        "commit_checks(12, ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), 10)\nif false then",
+        "commit_checks(12, ARGV[5], ARGV[6], ARGV[7], ARGV[8], 10)\nif failed then",
+        "commit_checks(12, ARGV[5], ARGV[6], ARGV[7], ARGV[8], 10)\nif false then",
         (LEASE + "test_steal_and_revoke_fence_out_the_holder_at_once" + FR,),
     ),
     Mutation(
@@ -211,7 +211,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "snapshot_check: a delta lands on another writer's snapshot", "lua/lib.lua",
         "  if meta[2] ~= base_tag or (meta[3] or '-') ~= receipt or (meta[4] or '-') ~= applied\n"
-        "      or redis.call('STRLEN', snapshot_key) ~= tonumber(base_len) then",
+        "      or redis.call('STRLEN', snapshot_key) ~= base_len then",
         "  if false then",
         (DELTA + "test_another_writer_in_between_makes_the_next_delta_whole" + FR,
          DELTA + "test_atomic_apply_and_delete_in_between" + FR),
