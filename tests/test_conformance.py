@@ -675,6 +675,22 @@ async def test_a_key_cleared_without_any_claim_leaves_the_index(store):
     _check(await store.dump_runtime("rt"))
 
 
+async def test_a_batch_longer_than_a_script_chunk_keeps_the_index(store):
+    # The scripts read and write the index in chunks of 1000 values
+    # (lib.lua CHUNK): keys past the first chunk move and clear as well.
+    states = [keyed(f"k{i}") for i in range(1100)]
+    await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, states)
+    changed = [keyed(None if i >= 1050 else f"n{i}" if i >= 990 else f"k{i}", s.input_id) for i, s in enumerate(states)]
+    await store.atomic_lifecycle_commit("rt", RuntimeState.RUNNING, changed)
+    index = (await store.dump_runtime("rt")).index
+    assert len(index) == 2 * 1050
+    assert index["key:n1049"] == str(states[1049].input_id) and "key:k1049" not in index
+    assert f"input:{states[1060].input_id}" not in index and "key:k1060" not in index
+    assert index["key:k5"] == str(states[5].input_id)
+    assert await store.load_input_states("rt") == changed
+    _check(await store.dump_runtime("rt"))
+
+
 async def test_a_runtime_holding_only_a_lease_is_listed(store):
     await store.acquire_lease("leased", "w", ttl=30)
     assert "leased" in (await walk_runtimes(store, 10))[0]
