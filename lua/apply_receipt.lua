@@ -39,7 +39,7 @@ local seq = tonumber(ARGV[2])
 if not seq or seq < 0 or seq > MAX_SEQUENCE or seq ~= math.floor(seq) then
   return redis.error_reply('BAD_ARGS sequence must be an integer in [0, 2^53)')
 end
-local failed, earlier = commit_checks(12, ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), 10)
+local failed, earlier, meta, offset, plan = commit_checks(12, ARGV[5], ARGV[6], ARGV[7], ARGV[8], 10)
 if failed then
   return redis.error_reply(failed)
 end
@@ -60,13 +60,15 @@ redis.call('HSET', KEYS[2], field, ARGV[3])
 if not last or seq > last then
   redis.call('HSET', KEYS[3], ARGV[1], int_text(seq))
 end
-upsert_inputs(KEYS[4], KEYS[5], KEYS[11], 12, '')
+input_writes(KEYS[4], KEYS[5], KEYS[11], 12, nil, plan)
 if ARGV[4] ~= '' or ARGV[10] ~= '' then
-  snapshot_write(KEYS[1], ARGV[10], ARGV[4], ARGV[11])
-  redis.call('HDEL', KEYS[6], 'snapshot_receipt', 'snapshot_without_receipt')
-  mark_runtime(KEYS[6], 12, 'snapshot_applied', field, 'snapshot_tag', ARGV[9])
+  snapshot_write(KEYS[1], offset, ARGV[4], ARGV[11])
+  if meta[3] or meta[5] then
+    redis.call('HDEL', KEYS[6], 'snapshot_receipt', 'snapshot_without_receipt')
+  end
+  mark_runtime(KEYS[6], meta[1], plan, 'snapshot_applied', field, 'snapshot_tag', ARGV[9])
 else
-  mark_runtime(KEYS[6], 12)
+  mark_runtime(KEYS[6], meta[1], plan)
 end
-remember_commit(KEYS[8], KEYS[9], ARGV[6], ARGV[7], seq, tonumber(ARGV[8]))
+remember_commit(KEYS[8], KEYS[9], ARGV[6], ARGV[7], seq, ARGV[8])
 return {seq, 0}

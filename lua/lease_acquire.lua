@@ -28,5 +28,5 @@ else
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token)
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-mark_runtime(KEYS[2])
+touch_runtime(KEYS[2])
 return {token, tonumber(ARGV[2])}

@@ -12,5 +12,5 @@ if bad_type then
 end
 local epoch = redis.call('INCR', KEYS[3])
 redis.call('DEL', KEYS[1])
-mark_runtime(KEYS[2])
+touch_runtime(KEYS[2])
 return epoch

@@ -14,9 +14,18 @@
 -- Reply: 1. Errors, raised before any write: BAD_ARGS, WRONGTYPE, FENCED_OUT,
 -- INDEX_MISSING, IDEMPOTENCY_CONFLICT.
 
-local failed = common_checks(3, {'string', 'hash', 'list', 'hash', 'hash', 'string', 'hash'})
+-- Every key written is read with a typed command before any write (meta;
+-- with inputs: inputs and idempotency), TYPE-checked (input_order, when an
+-- input is new) or written with SET (the state): a foreign type fails the
+-- script before it has written anything. lease and fence are only read.
+local failed = triples_error(3)
   or fence_error(KEYS[6], KEYS[5], ARGV[2])
-  or index_error(KEYS[7], KEYS[4], KEYS[2], 3)
+if failed then
+  return redis.error_reply(failed)
+end
+local layout = redis.call('HGET', KEYS[4], 'layout')
+local plan
+failed, plan = input_plan(KEYS[2], 3, KEYS[7], layout, 3)
 if failed then
   return redis.error_reply(failed)
 end
@@ -25,6 +34,6 @@ end
 if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1])
 end
-upsert_inputs(KEYS[2], KEYS[3], KEYS[7], 3, '')
-mark_runtime(KEYS[4], 3)
+input_writes(KEYS[2], KEYS[3], KEYS[7], 3, nil, plan)
+mark_runtime(KEYS[4], layout, plan)
 return 1

@@ -83,7 +83,7 @@ if ARGV[3] ~= '' then
 end
 if ARGV[4] ~= '' then
   -- whole; meta (and its snapshot_tag) was unlinked above, so no delta lands on it
-  snapshot_write(KEYS[2], '', ARGV[4], '')
+  snapshot_write(KEYS[2], nil, ARGV[4], '')
 end
 for i = 11, 10 + 2 * inputs, 2 do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
@@ -98,7 +98,7 @@ end
 for i = first_entry, #ARGV, 2 do
   redis.call('HSET', KEYS[12], ARGV[i], ARGV[i + 1])
 end
-mark_runtime(KEYS[7])
+touch_runtime(KEYS[7])
 if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[7], ARGV[5], ARGV[6])
 end

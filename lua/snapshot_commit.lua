@@ -21,27 +21,32 @@
 -- Errors, raised before any write: BAD_ARGS, WRONGTYPE, COMMIT_ID_REUSED,
 -- FENCED_OUT, STALE_BASE.
 
--- The snapshot is written with SET or read (STRLEN) before a delta; commits,
--- commit_log, lease and fence are read before any write: only meta gets a TYPE check.
-local failed = wrong_type({[2] = 'hash'})
-if failed then
-  return redis.error_reply(failed)
-end
-local earlier, reused = earlier_commit(KEYS[4], KEYS[5], ARGV[3], ARGV[4], tonumber(ARGV[5]))
+-- Every key written is read with a typed command before any write (meta,
+-- commits and commit_log; the snapshot for a delta) or written with SET
+-- (a whole snapshot); lease and fence are only read.
+local earlier, reused = earlier_commit(KEYS[4], KEYS[5], ARGV[3], ARGV[4], ARGV[5])
 if reused then
   return redis.error_reply(reused)
 end
 if earlier then
   return {0, 1}
 end
-failed = fence_error(KEYS[6], KEYS[3], ARGV[2]) or snapshot_check(KEYS[1], KEYS[2], ARGV[7])
+local failed = fence_error(KEYS[6], KEYS[3], ARGV[2])
+if failed then
+  return redis.error_reply(failed)
+end
+local meta = read_meta(KEYS[2])
+local offset
+failed, offset = snapshot_check(KEYS[1], meta, ARGV[7])
 if failed then
   return redis.error_reply(failed)
 end
 
 -- All checks passed: write.
-snapshot_write(KEYS[1], ARGV[7], ARGV[1], ARGV[8])
-redis.call('HDEL', KEYS[2], 'snapshot_receipt', 'snapshot_applied')
-mark_runtime(KEYS[2], nil, 'snapshot_without_receipt', '1', 'snapshot_tag', ARGV[6])
-remember_commit(KEYS[4], KEYS[5], ARGV[3], ARGV[4], 0, tonumber(ARGV[5]))
+snapshot_write(KEYS[1], offset, ARGV[1], ARGV[8])
+if meta[3] or meta[4] then
+  redis.call('HDEL', KEYS[2], 'snapshot_receipt', 'snapshot_applied')
+end
+mark_runtime(KEYS[2], meta[1], nil, 'snapshot_without_receipt', '1', 'snapshot_tag', ARGV[6])
+remember_commit(KEYS[4], KEYS[5], ARGV[3], ARGV[4], 0, ARGV[5])
 return {0, 0}

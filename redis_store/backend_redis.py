@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from redis.exceptions import NoPermissionError, OutOfMemoryError, ResponseError
 
 from . import failures
 from .cluster_route import ClusterRoute
+from .codec import seq_suffix
 from .contract import SNAPSHOT_RECEIPT_FIELDS, CommitTag, EncodedInputs, RawRuntime, RuntimeStore, StoreOptions
 from .server_checks import server_findings
 from .errors import (
@@ -51,14 +53,39 @@ _MAX_NODES = 1024
 _SnapshotWrite = Callable[[bytes, str, str, bytes], Awaitable[Any]]
 
 
-def _flat(inputs: EncodedInputs) -> list:
-    """The (input_id, value, claim) triples of the scripts' ARGV; a claim is
-    "" without an idempotency key, else "=" and the key (lib.lua)."""
+def _flat(inputs: EncodedInputs, stamp: bytes = b"") -> list:
+    """The (input_id, value, claim) triples of the scripts' ARGV, each value
+    followed by ``stamp``; a claim is "" without an idempotency key, else "="
+    and the key (lib.lua)."""
     return [
         part
         for input_id, value, key in inputs
-        for part in (input_id, value, "" if key is None else "=" + key)
+        for part in (input_id, value + stamp if stamp else value, "" if key is None else "=" + key)
     ]
+
+
+class _LastSequences:
+    """The sequence this store last minted per runtime, with its run (a
+    bounded LRU). commit_boundary.lua stamps the sequence it mints on the
+    receipt and on each input envelope; Python stamps the one it expects
+    (the last + 1, or 0 for a run it has not seen), so that the script
+    rebuilds those strings only when someone else minted in between: Redis's
+    Lua hashes every byte of every string it makes, so rebuilding them would
+    cost as much as receiving them again."""
+
+    def __init__(self, limit: int = 16384) -> None:
+        self.limit = limit
+        self._last: OrderedDict[str, tuple[str, int]] = OrderedDict()
+
+    def expected(self, rid: str, run_id: str) -> int:
+        last = self._last.get(rid)
+        return last[1] + 1 if last is not None and last[0] == run_id else 0
+
+    def minted(self, rid: str, run_id: str, sequence: int) -> None:
+        self._last[rid] = (run_id, sequence)
+        self._last.move_to_end(rid)
+        if len(self._last) > self.limit:
+            self._last.popitem(last=False)
 
 
 def _describe(client: Any) -> str:
@@ -104,6 +131,7 @@ class RedisRuntimeStore(RuntimeStore):
         self._close_client = close_client
         self._where = where or _describe(client)
         self._bases = snapshot_delta.Bases(self.redis_options.delta_cache_bytes)
+        self._sequences = _LastSequences()
         #: Snapshots written as a delta ("sent"), whole ("whole"), or whole
         #: after a delta met another writer's snapshot ("stale").
         self.snapshot_deltas: collections.Counter[str] = collections.Counter()
@@ -288,16 +316,21 @@ class RedisRuntimeStore(RuntimeStore):
         commit: CommitTag | None,
     ) -> int:
         k = self._keys.runtime(rid)
+        expected = self._sequences.expected(rid, run_id)
+        stamp = seq_suffix(expected)
+        receipt, flat = receipt_prefix + stamp, _flat(inputs, stamp)
 
         def write(value: bytes, tag: str, spec: str, head: bytes) -> Awaitable[Any]:
             return self._write(
                 "commit_session_boundary",
                 self._scripts.commit_boundary,
                 [k.snapshot, k.receipts, k.run_seqs, k.inputs, k.input_order, k.meta, k.lease, k.commits, k.commit_log, k.fence, k.idempotency],
-                [run_id, value, receipt_prefix, *self._commit_args(fence, commit), tag, spec, head, *_flat(inputs)],
+                [run_id, value, receipt, *self._commit_args(fence, commit), tag, spec, head, expected, *flat],
             )
 
-        sequence, _replayed = await self._with_snapshot(rid, snapshot, write, lambda seq: (f"{run_id}:{seq}", "-"))
+        sequence, replayed = await self._with_snapshot(rid, snapshot, write, lambda seq: (f"{run_id}:{seq}", "-"))
+        if not replayed:
+            self._sequences.minted(rid, run_id, int(sequence))
         return sequence
 
     async def _apply(

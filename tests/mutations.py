@@ -68,15 +68,31 @@ MUTATIONS: tuple[Mutation, ...] = (
          RB + "test_corrupt_sequence_counter_refuses_every_write[fakeredis-1.5]"),
     ),
     Mutation(
-        "upsert_inputs: an update appended to the order again", "lua/lib.lua",
-        "if redis.call('HSET', inputs_key, id, ARGV[i + 1] .. suffix) == 1 then",
-        "if redis.call('HSET', inputs_key, id, ARGV[i + 1] .. suffix) >= 0 then",
+        "input_plan: an update appended to the order again", "lua/lib.lua",
+        "if redis.call('HEXISTS', inputs_key, id) == 1 then",
+        "if redis.call('HEXISTS', inputs_key, id) == 2 then",
         (CONF + "test_inputs_load_in_first_stored_order_through_every_write" + FR,),
     ),
     Mutation(
+        "input_plan: a new input written to an input_order of a foreign type", "lua/lib.lua",
+        "local failed = #new > 0 and wrong_type_of(order_at, 'list')",
+        "local failed = false",
+        (RB + "test_foreign_value_of_wrong_type_fails_before_any_write" + FR,),
+    ),
+    Mutation(
+        "input_plan: a cleared key left in the index when no input claims one", "lua/lib.lua",
+        "  if not claims and not held then", "  if not claims then",
+        (CONF + "test_a_key_cleared_without_any_claim_leaves_the_index" + FR,),
+    ),
+    Mutation(
         "mark_runtime: runtimes not marked for listing", "lua/lib.lua",
-        "  redis.call('HSETNX', meta_key, 'layout', LAYOUT_VERSION)\n", "",
+        "  if not layout or (with_inputs and layout ~= tostring(LAYOUT_VERSION)) then", "  if false then",
         (CONF + "test_list_runtimes_pages_through_every_runtime" + FR,),
+    ),
+    Mutation(
+        "touch_runtime: a runtime holding only a lease not marked for listing", "lua/lib.lua",
+        "  redis.call('HSETNX', meta_key, 'layout', LAYOUT_VERSION)\n", "",
+        (CONF + "test_a_runtime_holding_only_a_lease_is_listed" + FR,),
     ),
     Mutation(
         "earlier_commit: fingerprint not compared", "lua/lib.lua",
@@ -86,7 +102,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "earlier_commit: ids kept past their retention", "lua/lib.lua",
-        "if not earlier or not at or now_ms() - tonumber(at) >= retention_ms then", "if not earlier or not at then",
+        "if not earlier or not at or now_ms() - tonumber(at) >= tonumber(retention_ms) then", "if not earlier or not at then",
         (IDEM + "test_commit_ids_are_kept_for_a_bounded_time" + FR,),
     ),
     Mutation(
@@ -104,8 +120,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- commit_boundary.lua -------------------------------------------------------------
     Mutation(
         "commit_boundary: checks' failure ignored", "lua/commit_boundary.lua",
-        "local failed, earlier = commit_checks(11, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)\nif failed then",
-        "local failed, earlier = commit_checks(11, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), 9)\nif false then",
+        "commit_checks(12, ARGV[4], ARGV[5], ARGV[6], ARGV[7], 9)\nif failed then",
+        "commit_checks(12, ARGV[4], ARGV[5], ARGV[6], ARGV[7], 9)\nif false then",
         (RB + "test_foreign_value_of_wrong_type_fails_before_any_write" + FR,
          IDEM + "test_a_commit_id_reused_for_another_commit_is_refused" + FR),
     ),
@@ -126,15 +142,26 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "commit_boundary: the snapshot's receipt not recorded", "lua/commit_boundary.lua",
-        "mark_runtime(KEYS[6], 11, 'snapshot_receipt', field, 'snapshot_tag', ARGV[8])",
-        "mark_runtime(KEYS[6], 11, 'snapshot_tag', ARGV[8])",
+        "mark_runtime(KEYS[6], meta[1], plan, 'snapshot_receipt', field, 'snapshot_tag', ARGV[8])",
+        "mark_runtime(KEYS[6], meta[1], plan, 'snapshot_tag', ARGV[8])",
         (RET + "test_the_snapshot_receipt_is_never_dropped" + FR,),
+    ),
+    Mutation(
+        "commit_boundary: envelopes kept with the expected sequence when another was minted", "lua/commit_boundary.lua",
+        "local stamp = seq_text ~= ARGV[11] and u64(seq) or nil", "local stamp = nil",
+        (CONF + "test_sequence_space_ends_at_2_pow_53" + FR,
+         RB + "test_two_stores_taking_turns_on_one_run_store_each_commit_s_own_sequence" + FR),
+    ),
+    Mutation(
+        "commit_boundary: a snapshot written by atomic_apply still counted as its", "lua/commit_boundary.lua",
+        "if meta[4] or meta[5] then", "if false then",
+        (CONF + "test_snapshot_commit_stores_the_snapshot_and_mints_nothing" + FR,),
     ),
     # -- apply_receipt.lua ---------------------------------------------------------------
     Mutation(
         "apply_receipt: checks' failure ignored", "lua/apply_receipt.lua",
-        "local failed, earlier = commit_checks(12, ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), 10)\nif failed then",
-        "local failed, earlier = commit_checks(12, ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), 10)\nif false then",
+        "commit_checks(12, ARGV[5], ARGV[6], ARGV[7], ARGV[8], 10)\nif failed then",
+        "commit_checks(12, ARGV[5], ARGV[6], ARGV[7], ARGV[8], 10)\nif false then",
         (LEASE + "test_steal_and_revoke_fence_out_the_holder_at_once" + FR,),
     ),
     Mutation(
@@ -159,14 +186,19 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "apply_receipt: the applied snapshot's receipt not recorded", "lua/apply_receipt.lua",
-        "mark_runtime(KEYS[6], 12, 'snapshot_applied', field, 'snapshot_tag', ARGV[9])",
-        "mark_runtime(KEYS[6], 12, 'snapshot_tag', ARGV[9])",
+        "mark_runtime(KEYS[6], meta[1], plan, 'snapshot_applied', field, 'snapshot_tag', ARGV[9])",
+        "mark_runtime(KEYS[6], meta[1], plan, 'snapshot_tag', ARGV[9])",
         (RET + "test_the_receipt_atomic_apply_stored_the_snapshot_with_stays" + FR,),
+    ),
+    Mutation(
+        "apply_receipt: the snapshot it wrote still counted as receipt-less", "lua/apply_receipt.lua",
+        "if meta[3] or meta[5] then", "if false then",
+        (CONF + "test_snapshot_commit_stores_the_snapshot_and_mints_nothing" + FR,),
     ),
     # -- lifecycle_commit.lua ------------------------------------------------------------
     Mutation(
         "lifecycle_commit: shape and type checks ignored", "lua/lifecycle_commit.lua",
-        "local failed = common_checks(3, {'string', 'hash', 'list', 'hash', 'hash', 'string', 'hash'})\n  or fence_error",
+        "local failed = triples_error(3)\n  or fence_error",
         "local failed = fence_error",
         (RB + "test_script_refuses_malformed_arguments" + FR,),
     ),
@@ -178,27 +210,32 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- snapshot deltas, snapshot_commit, the idempotency index, restore ---------------
     Mutation(
         "snapshot_check: a delta lands on another writer's snapshot", "lua/lib.lua",
-        "  if meta[1] ~= base_tag or (meta[2] or '-') ~= receipt or (meta[3] or '-') ~= applied\n"
-        "      or redis.call('STRLEN', snapshot_key) ~= tonumber(base_len) then",
+        "  if meta[2] ~= base_tag or (meta[3] or '-') ~= receipt or (meta[4] or '-') ~= applied\n"
+        "      or redis.call('STRLEN', snapshot_key) ~= base_len then",
         "  if false then",
         (DELTA + "test_another_writer_in_between_makes_the_next_delta_whole" + FR,
          DELTA + "test_atomic_apply_and_delete_in_between" + FR),
     ),
     Mutation(
         "snapshot_check: only the tag checked (a worker of the release before deltas)", "lua/lib.lua",
-        "  if meta[1] ~= base_tag or (meta[2] or '-') ~= receipt or (meta[3] or '-') ~= applied\n",
-        "  if meta[1] ~= base_tag\n",
+        "  if meta[2] ~= base_tag or (meta[3] or '-') ~= receipt or (meta[4] or '-') ~= applied\n",
+        "  if meta[2] ~= base_tag\n",
         (DELTA + "test_a_worker_of_the_release_before_deltas_is_seen_by_its_receipt" + FR,),
     ),
     Mutation(
         "snapshot_commit: fence ignored", "lua/snapshot_commit.lua",
-        "failed = fence_error(KEYS[6], KEYS[3], ARGV[2]) or snapshot_check(",
-        "failed = snapshot_check(",
+        "local failed = fence_error(KEYS[6], KEYS[3], ARGV[2])\n",
+        "local failed = nil\n",
         (CONF + "test_snapshot_commit_is_fenced_and_idempotent" + FR,),
     ),
     Mutation(
-        "index_error: a key claimed twice not noticed", "lua/lib.lua",
-        "        return key_conflict(holder, ARGV[i], key)\n", "",
+        "snapshot_commit: the snapshot it wrote still counted as a receipt's", "lua/snapshot_commit.lua",
+        "if meta[3] or meta[4] then", "if false then",
+        (CONF + "test_snapshot_commit_stores_the_snapshot_and_mints_nothing" + FR,),
+    ),
+    Mutation(
+        "input_plan: a key claimed twice not noticed", "lua/lib.lua",
+        "        return key_conflict(holder, ARGV[i], key), nil\n", "",
         (CONF + "test_two_inputs_claiming_one_key_are_refused_naming_both" + FR,),
     ),
     Mutation(

@@ -664,6 +664,40 @@ async def test_inputs_are_found_by_idempotency_key_through_every_write(store):
         await store.persist_input_state("rt", keyed("\ud800"))
 
 
+async def test_a_key_cleared_without_any_claim_leaves_the_index(store):
+    # A batch that claims no key still drops the keys its inputs gave up.
+    a, b = keyed("hook-a"), keyed("hook-b")
+    await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [a, b])
+    await commit(store, "rt", RunId.new(), [keyed(None, a.input_id)])
+    assert await store.load_input_state_by_idempotency_key("rt", "hook-a") is None
+    assert (await store.load_input_state_by_idempotency_key("rt", "hook-b")).input_id == b.input_id
+    assert (await store.dump_runtime("rt")).index == {"key:hook-b": str(b.input_id), f"input:{b.input_id}": "hook-b"}
+    _check(await store.dump_runtime("rt"))
+
+
+async def test_a_batch_longer_than_a_script_chunk_keeps_the_index(store):
+    # The scripts read and write the index in chunks of 1000 values
+    # (lib.lua CHUNK): keys past the first chunk move and clear as well.
+    states = [keyed(f"k{i}") for i in range(1100)]
+    await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, states)
+    changed = [keyed(None if i >= 1050 else f"n{i}" if i >= 990 else f"k{i}", s.input_id) for i, s in enumerate(states)]
+    await store.atomic_lifecycle_commit("rt", RuntimeState.RUNNING, changed)
+    index = (await store.dump_runtime("rt")).index
+    assert len(index) == 2 * 1050
+    assert index["key:n1049"] == str(states[1049].input_id) and "key:k1049" not in index
+    assert f"input:{states[1060].input_id}" not in index and "key:k1060" not in index
+    assert index["key:k5"] == str(states[5].input_id)
+    assert await store.load_input_states("rt") == changed
+    _check(await store.dump_runtime("rt"))
+
+
+async def test_a_runtime_holding_only_a_lease_is_listed(store):
+    await store.acquire_lease("leased", "w", ttl=30)
+    assert "leased" in (await walk_runtimes(store, 10))[0]
+    await store.revoke_lease("leased")
+    assert "leased" in (await walk_runtimes(store, 10))[0]
+
+
 async def test_two_inputs_claiming_one_key_are_refused_naming_both(store):
     a = keyed("webhook-7")
     await store.persist_input_state("rt", a)

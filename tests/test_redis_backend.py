@@ -359,3 +359,19 @@ def test_every_script_file_is_registered_and_every_registered_script_is_used():
     backend = (Path(__file__).resolve().parent.parent / "redis_store" / "backend_redis.py").read_text()
     called = set(re.findall(r"self\._scripts\.(\w+)", backend)) - {"loaded", "preload"}
     assert called == set(SCRIPT_NAMES)
+
+
+async def test_two_stores_taking_turns_on_one_run_store_each_commit_s_own_sequence(redis_backend):
+    # Each store stamps the envelopes with the sequence it expects next
+    # (backend_redis._LastSequences); another store's commits make it miss,
+    # and the script restamps them: every receipt and input reads back with
+    # the sequence actually minted.
+    first, second = redis_backend.open(), redis_backend.open()
+    run_id, state = RunId.new(), InputState.new_accepted(InputId.new())
+    minted = []
+    for store in (first, first, second, first, second, second, first):
+        receipt = await commit(store, "rt", run_id, [state])
+        minted.append(receipt.sequence)
+        assert await first.load_boundary_receipt("rt", run_id, receipt.sequence) == receipt
+        assert (await second.load_input_state("rt", state.input_id)).last_boundary_sequence == receipt.sequence
+    assert minted == list(range(7))
