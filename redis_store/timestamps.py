@@ -12,6 +12,7 @@ import datetime as _dt
 import functools
 import re
 import time
+from typing import TYPE_CHECKING
 
 __all__ = ["Timestamp"]
 
@@ -76,10 +77,51 @@ _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 _new_timestamp = object.__new__
 _set = object.__setattr__
 
-# The form every Timestamp is written in; parsed without the general scanner.
+# The form every Timestamp is written in, with a fraction of any length and
+# fields out of range; parsed without the general scanner.
 _CANONICAL = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z"
 )
+
+# What str() writes for years 1 to 9999 without a leap second, each digit
+# as "0". A text of one of these shapes, with a fraction str() would not have
+# written shorter and a date and time the C datetime accepts, is exactly
+# str() of its value: ``_read_written`` keeps only the text, checked in a few
+# C calls (a regex, or the fields' ints, cost several times as much), and the
+# value follows on first use. Stored timestamps are all of this form.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_WRITTEN_SHAPES = frozenset(
+    b"0000-00-00T00:00:00" + fraction + b"Z" for fraction in (b"", b".000", b".000000", b".000000000")
+)
+_from_iso = _dt.datetime.fromisoformat
+
+
+def _read_written(text: str) -> Timestamp | None:
+    """``text`` as a Timestamp if it is exactly what str() writes for years
+    1 to 9999 and no leap second, else None (the general parse decides)."""
+    # Non-ASCII (surrogates too) becomes "?", which no shape has. In a text
+    # of a written shape "000Z" can only end a fraction, which str() would
+    # have written without that 000.
+    if text.encode("ascii", "replace").translate(_DIGITS_AS_ZERO) not in _WRITTEN_SHAPES or "000Z" in text:
+        return None
+    try:
+        # Month, day (leap years included), hour, minute and second in range,
+        # year not 0: as chrono checks them. A leap second (:60) and year 0
+        # are chrono's, and the general parse's.
+        _from_iso(text[:19])
+    except ValueError:
+        return None
+    stamp = _new_timestamp(Timestamp)
+    _set(stamp, "_text", text)  # _seconds and _nanos: Timestamp.__getattr__
+    return stamp
+
+
+def _value_of_written(text: str) -> tuple[int, int]:
+    """(seconds, nanos) of a text ``_read_written`` accepted."""
+    moment = _from_iso(text[:19])
+    days = moment.toordinal() - _EPOCH_ORDINAL
+    seconds = days * _SECS_PER_DAY + moment.hour * 3600 + moment.minute * 60 + moment.second
+    return seconds, int(text[20:-1].ljust(9, "0")) if len(text) > 20 else 0
 
 
 class _RelaxedRfc3339:
@@ -240,6 +282,29 @@ def _from_local_fields(
     return Timestamp(utc, nanos)
 
 
+def _parse(text: str) -> Timestamp:
+    """``Timestamp.parse`` without the shortcuts for text written lately or
+    as str() writes it."""
+    match = _CANONICAL.fullmatch(text)
+    if match is None:
+        return _RelaxedRfc3339(text).parse()
+    year, month, day, hour, minute, second, fraction = match.groups()
+    nanos = int(fraction.ljust(9, "0")) if fraction else 0
+    hours, minutes, seconds = int(hour), int(minute), int(second)
+    try:  # the C date checks year (1..9999), month and day, and counts the days
+        days = _dt.date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        days = None
+    if days is None or hours > 23 or minutes > 59 or seconds > 59:
+        # year 0, a leap second or a field out of range: chrono's rules decide
+        return _from_local_fields(text, int(year), int(month), int(day), hours, minutes, seconds, nanos, 0)
+    stamp = _new_timestamp(Timestamp)  # years 1..9999, nanos < 1e9: within __init__'s checks
+    _set(stamp, "_seconds", days * _SECS_PER_DAY + hours * 3600 + minutes * 60 + seconds)
+    _set(stamp, "_nanos", nanos)
+    _set(stamp, "_text", None)
+    return stamp
+
+
 def _check_int(value: object, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"Timestamp {name} must be an int, got {type(value).__name__}")
@@ -305,30 +370,8 @@ class Timestamp:
         if not isinstance(text, str):
             raise TypeError(f"expected a str, got {type(text).__name__}")
         if cls is Timestamp and type(text) is str:
-            found = _BY_TEXT.get(text)
-            if found is not None:
-                return found
-        match = _CANONICAL.fullmatch(text)
-        if match is None:
-            return _RelaxedRfc3339(text).parse()
-        year, month, day, hour, minute, second, fraction = match.groups()
-        nanos = int(fraction.ljust(9, "0")) if fraction else 0
-        hours, minutes, seconds = int(hour), int(minute), int(second)
-        try:  # the C date checks year (1..9999), month and day, and counts the days
-            days = _dt.date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
-        except ValueError:
-            days = None
-        if days is None or hours > 23 or minutes > 59 or seconds > 59:
-            # year 0, a leap second or a field out of range: chrono's rules decide
-            stamp = _from_local_fields(text, int(year), int(month), int(day), hours, minutes, seconds, nanos, 0)
-        else:
-            stamp = _new_timestamp(Timestamp)  # years 1..9999, nanos < 1e9: within __init__'s checks
-            _set(stamp, "_seconds", days * _SECS_PER_DAY + hours * 3600 + minutes * 60 + seconds)
-            _set(stamp, "_nanos", nanos)
-            _set(stamp, "_text", None)
-        if type(text) is str:
-            _remember(text, stamp)
-        return stamp
+            return _read(text)
+        return _parse(text)
 
     # -- accessors ---------------------------------------------------------
 
@@ -402,11 +445,27 @@ class Timestamp:
     def _key(self) -> tuple[int, int]:
         return (self._seconds, self._nanos)
 
+    if not TYPE_CHECKING:  # (hidden from type checkers, which would then allow any attribute)
+
+        def __getattr__(self, name: str) -> int:
+            """``_seconds`` and ``_nanos`` of a Timestamp ``_read_written``
+            made, worked out on first use; Python calls this only for an
+            attribute not set."""
+            if name != "_seconds" and name != "_nanos":
+                raise AttributeError(f"'Timestamp' object has no attribute {name!r}", name=name, obj=self)
+            seconds, nanos = _value_of_written(self._text)
+            _set(self, "_seconds", seconds)
+            _set(self, "_nanos", nanos)
+            return seconds if name == "_seconds" else nanos
+
     def __eq__(self, other: object) -> bool:
         if other is self:
             return True
         if not isinstance(other, Timestamp):
             return NotImplemented
+        mine, theirs = self._text, other._text
+        if mine is not None and theirs is not None:
+            return mine == theirs  # each is str() of its value, and str() is one to one
         return self._seconds == other._seconds and self._nanos == other._nanos
 
     def __lt__(self, other: Timestamp) -> bool:
@@ -442,3 +501,15 @@ def _remember(text: str, stamp: Timestamp) -> None:
     if len(_BY_TEXT) >= _CACHE_SIZE:
         _BY_TEXT.clear()
     _BY_TEXT[text] = stamp
+
+
+def _read(text: str) -> Timestamp:
+    """``Timestamp.parse(text)`` for an exact str ``text``: what decoding a
+    stored value calls for each timestamp."""
+    stamp = _BY_TEXT.get(text)
+    if stamp is None:
+        stamp = _read_written(text)
+        if stamp is None:
+            stamp = _parse(text)
+        _remember(text, stamp)
+    return stamp
