@@ -3,22 +3,26 @@ readers.
 
 ``timestamps._read_written`` takes a timestamp's text as ``str()`` writes it
 (a few C calls instead of the general parse) and leaves its value to be
-worked out on first use. It must accept only what the exact reader accepts, read it to the same value,
-and refuse nothing but what the exact reader then decides (a refusal only
-sends the text on to it); and a value made this way must behave exactly as
-one made from numbers: equality, hashing, ordering, pickling, str/repr.
+worked out on first use; ``ids._canonical`` decides the same for a UUID,
+whose int also waits. Each must accept only what the exact reader accepts,
+read it to the same value, and refuse nothing but what the exact reader then
+decides (a refusal only sends the text on to it); and a value made this way
+must behave exactly as one made from numbers: equality, hashing, ordering,
+pickling, str/repr.
 """
 
 from __future__ import annotations
 
 import copy
 import pickle
+import re
+import uuid
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from redis_store import codec, timestamps
-from redis_store.ids import InputId
+from redis_store import codec, ids, timestamps
+from redis_store.ids import InputId, RunId, SessionId
 from redis_store.timestamps import Timestamp, _parse, _read_written
 from redis_store.types import InputState, InputStateHistoryEntry, InputLifecycleState
 
@@ -191,4 +195,73 @@ def test_parse_and_decoding_take_the_shortcut_and_remember_it() -> None:
     assert read == state
     assert read.created_at is read.updated_at is read.history[0].timestamp  # one text, one object
     assert "_seconds" not in _set_slots(read.created_at)
+    assert "_value" not in _id_slots(read.input_id)
 
+
+# -- ids ---------------------------------------------------------------------------
+
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+uuid_texts = st.one_of(
+    st.uuids().map(str),
+    st.builds(_mutated, st.uuids().map(str), st.integers(0, 36), st.sampled_from("0af-AFgxX_ {}\u0661\uff10\ud800\x00")),
+    st.builds(lambda t, k: t[:k], st.uuids().map(str), st.integers(0, 36)),
+    st.uuids().map(lambda u: u.hex),
+    st.text(alphabet="0123456789abcdefABCDEF-", min_size=34, max_size=38),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(uuid_texts)
+@example("019a2b3c-0000-7000-8000-0000000000ff")
+@example("019a2b3c-0000-7000-8000-0000000000fF")
+@example("019a2b3c-0000-7000-8000-0000000000f\u0661")
+@example("019a2b3c-0000-7000-8000-0000000000f\ud800")
+@example("019a2b3c00000-7000-8000-0000000000ff")
+def test_canonical_uuid_text_is_exactly_the_written_form(text: str) -> None:
+    assert ids._canonical(text) == (CANONICAL_UUID.fullmatch(text) is not None)
+
+
+def _id_slots(value: object) -> set[str]:
+    found = set()
+    for name in ("_value", "_text", "_as_uuid"):
+        try:
+            object.__getattribute__(value, name)
+        except AttributeError:
+            continue
+        found.add(name)
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.uuids(), st.uuids(), st.sampled_from([InputId, RunId, SessionId]), st.booleans())
+def test_an_id_read_from_text_behaves_as_one_made_from_its_uuid(value: uuid.UUID, other_value: uuid.UUID,
+                                                               cls: type, other_read: bool) -> None:
+    def fresh(u: uuid.UUID):
+        cls._by_text.clear()
+        made = cls._from_text(str(u))
+        assert _id_slots(made) == {"_text"}  # the int and the UUID come later
+        return made
+
+    eager = cls(value)
+    other = fresh(other_value) if other_read else cls(other_value)
+    assert fresh(value) == eager and eager == fresh(value) and not fresh(value) != eager
+    assert hash(fresh(value)) == hash(eager) == hash(value)
+    assert (fresh(value) < other, fresh(value) <= other, fresh(value) > other, fresh(value) >= other) == (
+        eager < other, eager <= other, eager > other, eager >= other)
+    assert (other < fresh(value), other == fresh(value)) == (other < eager, other == eager)
+    assert (fresh(value) == other) == (eager == other) == (value == other_value)
+    assert fresh(value).uuid == value and type(fresh(value).uuid) is uuid.UUID
+    assert str(fresh(value)) == str(eager) and repr(fresh(value)) == repr(eager)
+    assert pickle.dumps(fresh(value)) == pickle.dumps(eager)
+    assert pickle.loads(pickle.dumps(fresh(value))) == eager
+    assert copy.copy(fresh(value)) == eager and copy.deepcopy(fresh(value)) == eager
+    assert fresh(value) != InputId(value) if cls is not InputId else fresh(value) != RunId(value)
+    made = fresh(value)
+    hash(made)
+    assert _id_slots(made) == {"_value", "_text"} and made._value == value.int
+    try:
+        made.missing  # noqa: B018
+    except AttributeError as exc:
+        assert str(exc) == f"'{cls.__name__}' object has no attribute 'missing'"
+    else:
+        raise AssertionError("no AttributeError")
