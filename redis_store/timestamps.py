@@ -86,9 +86,9 @@ _CANONICAL = re.compile(
 # What str() writes for years 1 to 9999 without a leap second, each digit
 # as "0". A text of one of these shapes, with a fraction str() would not have
 # written shorter and a date and time the C datetime accepts, is exactly
-# str() of its value: ``_read_written`` keeps only the text, checked in a few
-# C calls (a regex, or the fields' ints, cost several times as much), and the
-# value follows on first use. Stored timestamps are all of this form.
+# str() of its value: ``_read_new`` checks that in a few C calls (a regex,
+# or the fields' ints, cost several times as much), keeps only the text, and
+# the value follows on first use. Stored timestamps are all of this form.
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _WRITTEN_SHAPES = frozenset(
     b"0000-00-00T00:00:00" + fraction + b"Z" for fraction in (b"", b".000", b".000000", b".000000000")
@@ -96,28 +96,8 @@ _WRITTEN_SHAPES = frozenset(
 _from_iso = _dt.datetime.fromisoformat
 
 
-def _read_written(text: str) -> Timestamp | None:
-    """``text`` as a Timestamp if it is exactly what str() writes for years
-    1 to 9999 and no leap second, else None (the general parse decides)."""
-    # Non-ASCII (surrogates too) becomes "?", which no shape has. In a text
-    # of a written shape "000Z" can only end a fraction, which str() would
-    # have written without that 000.
-    if text.encode("ascii", "replace").translate(_DIGITS_AS_ZERO) not in _WRITTEN_SHAPES or "000Z" in text:
-        return None
-    try:
-        # Month, day (leap years included), hour, minute and second in range,
-        # year not 0: as chrono checks them. A leap second (:60) and year 0
-        # are chrono's, and the general parse's.
-        _from_iso(text[:19])
-    except ValueError:
-        return None
-    stamp = _new_timestamp(Timestamp)
-    _set(stamp, "_text", text)  # _seconds and _nanos: Timestamp.__getattr__
-    return stamp
-
-
 def _value_of_written(text: str) -> tuple[int, int]:
-    """(seconds, nanos) of a text ``_read_written`` accepted."""
+    """(seconds, nanos) of a text ``_read_new`` kept as it is."""
     moment = _from_iso(text[:19])
     days = moment.toordinal() - _EPOCH_ORDINAL
     seconds = days * _SECS_PER_DAY + moment.hour * 3600 + moment.minute * 60 + moment.second
@@ -370,7 +350,8 @@ class Timestamp:
         if not isinstance(text, str):
             raise TypeError(f"expected a str, got {type(text).__name__}")
         if cls is Timestamp and type(text) is str:
-            return _read(text)
+            found = _BY_TEXT.get(text)
+            return _read_new(text) if found is None else found
         return _parse(text)
 
     # -- accessors ---------------------------------------------------------
@@ -448,9 +429,9 @@ class Timestamp:
     if not TYPE_CHECKING:  # (hidden from type checkers, which would then allow any attribute)
 
         def __getattr__(self, name: str) -> int:
-            """``_seconds`` and ``_nanos`` of a Timestamp ``_read_written``
-            made, worked out on first use; Python calls this only for an
-            attribute not set."""
+            """``_seconds`` and ``_nanos`` of a Timestamp ``_read_new`` made
+            from its text, worked out on first use; Python calls this only
+            for an attribute not set."""
             if name != "_seconds" and name != "_nanos":
                 raise AttributeError(f"'Timestamp' object has no attribute {name!r}", name=name, obj=self)
             seconds, nanos = _value_of_written(self._text)
@@ -503,13 +484,26 @@ def _remember(text: str, stamp: Timestamp) -> None:
     _BY_TEXT[text] = stamp
 
 
-def _read(text: str) -> Timestamp:
-    """``Timestamp.parse(text)`` for an exact str ``text``: what decoding a
-    stored value calls for each timestamp."""
-    stamp = _BY_TEXT.get(text)
-    if stamp is None:
-        stamp = _read_written(text)
-        if stamp is None:
+def _read_new(text: str) -> Timestamp:
+    """``Timestamp.parse(text)`` for an exact str ``text`` not in
+    ``_BY_TEXT``, remembered there: what decoding a stored value calls for a
+    timestamp it has not seen lately (one Python call: it is a good part of
+    a stored input state's decoding)."""
+    # Non-ASCII (surrogates too) becomes "?", which no shape has. In a text
+    # of a written shape "000Z" can only end a fraction, which str() would
+    # have written without that 000.
+    if text.encode("ascii", "replace").translate(_DIGITS_AS_ZERO) in _WRITTEN_SHAPES and "000Z" not in text:
+        try:
+            # Month, day (leap years included), hour, minute and second in
+            # range, year not 0: as chrono checks them. A leap second (:60)
+            # and year 0 are chrono's, and the general parse's.
+            _from_iso(text[:19])
+        except ValueError:
             stamp = _parse(text)
-        _remember(text, stamp)
+        else:
+            stamp = _new_timestamp(Timestamp)
+            _set(stamp, "_text", text)  # _seconds and _nanos: Timestamp.__getattr__
+    else:
+        stamp = _parse(text)
+    _remember(text, stamp)
     return stamp

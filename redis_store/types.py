@@ -36,8 +36,9 @@ from msgspec import Meta, Struct
 from . import jsonwire
 from .errors import RuntimeStateTransitionError
 from .ids import InputId, RunId, SessionId, _UuidId
+from .timestamps import _BY_TEXT as _TIMESTAMP_BY_TEXT
 from .timestamps import Timestamp
-from .timestamps import _read as _read_timestamp
+from .timestamps import _read_new as _read_new_timestamp
 
 __all__ = [
     "AbandonedOutcome",
@@ -76,15 +77,18 @@ U64 = Annotated[int, Meta(ge=0)]  # msgspec's bounds stop at int64: ``_check_u64
 
 # -- ids and timestamps: JSON strings --------------------------------------------
 
+_cached_timestamp = _TIMESTAMP_BY_TEXT.get
 _JSON_KINDS = {type(None): "null", bool: "bool", int: "int", float: "float", list: "array", dict: "object"}
 
 
 def _dec_hook(kind: Any, value: Any) -> Any:
     if type(value) is str:
         if kind is Timestamp:
-            # Timestamp.parse(value) without its argument checks: a Python
-            # call per timestamp is much of a stored input state's decoding.
-            return _read_timestamp(value)
+            # Timestamp.parse(value) without its argument checks: a timestamp
+            # read is often one written or read lately, and a Python call per
+            # timestamp is much of a stored input state's decoding.
+            found = _cached_timestamp(value)
+            return _read_new_timestamp(value) if found is None else found
         return kind._from_text(value)
     raise TypeError(f"Expected `str`, got `{_JSON_KINDS.get(type(value), type(value).__name__)}`")
 

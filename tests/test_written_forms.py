@@ -1,9 +1,9 @@
 """The shortcuts for text in the form the store writes agree with the exact
 readers.
 
-``timestamps._read_written`` takes a timestamp's text as ``str()`` writes it
-(a few C calls instead of the general parse) and leaves its value to be
-worked out on first use; ``ids._canonical`` decides the same for a UUID,
+``timestamps._read_new`` takes a timestamp's text as ``str()`` writes it (a
+few C calls instead of the general parse) and leaves its value to be worked
+out on first use; ``ids._canonical`` decides the same for a UUID,
 whose int also waits. Each must accept only what the exact reader accepts,
 read it to the same value, and refuse nothing but what the exact reader then
 decides (a refusal only sends the text on to it); and a value made this way
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from redis_store import codec, ids, timestamps
 from redis_store.ids import InputId, RunId, SessionId
-from redis_store.timestamps import Timestamp, _parse, _read_written
+from redis_store.timestamps import Timestamp, _parse, _read_new
 from redis_store.types import InputState, InputStateHistoryEntry, InputLifecycleState
 
 # chrono's whole range, and the years 1..9999 the shortcut covers.
@@ -97,27 +97,31 @@ timestamp_texts = st.one_of(
 @example("2025-10-09T08:53:2\u0661Z")
 @example("2025-10-09T08:53:20Z\ud800")
 def test_written_timestamps_read_as_the_exact_parse_reads_them(text: str) -> None:
+    timestamps._BY_TEXT.clear()
     try:
         exact = _parse(text)
-    except ValueError:
-        assert _read_written(text) is None  # refused here too (the exact parse then says why)
+    except ValueError as exc:
+        try:
+            _read_new(text)
+        except ValueError as caught:  # refused too, in the same words
+            assert str(caught) == str(exc)
+        else:
+            raise AssertionError(f"{text!r} read") from None
         return
-    fast = _read_written(text)
+    read = _read_new(text)
+    assert timestamps._BY_TEXT[text] is read  # remembered
     written = str(Timestamp(exact.seconds, exact.nanos))
     covered = text == written and YEAR_1 <= exact.seconds < YEAR_10000 and exact.nanos < 1_000_000_000
-    assert (fast is not None) == covered  # every written form, and nothing else
-    if fast is not None:
-        assert type(fast) is Timestamp
-        assert (fast.seconds, fast.nanos) == (exact.seconds, exact.nanos)
-        assert str(fast) == text and fast == exact and hash(fast) == hash(exact)
+    assert ("_seconds" not in _set_slots(read)) == covered  # the shortcut takes every written form, and nothing else
+    assert type(read) is Timestamp
+    assert (read.seconds, read.nanos) == (exact.seconds, exact.nanos)
+    assert str(read) == written and read == exact and hash(read) == hash(exact)
 
 
 def _fresh(stamp: Timestamp) -> Timestamp:
     """``stamp`` as the shortcut reads its text, value not yet worked out."""
-    made = _read_written(str(Timestamp(stamp.seconds, stamp.nanos)))
-    assert made is not None
-    for name in ("_seconds", "_nanos"):
-        assert name not in _set_slots(made)
+    made = _read_new(str(Timestamp(stamp.seconds, stamp.nanos)))
+    assert _set_slots(made) == {"_text"}
     return made
 
 
