@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 import uuid as _uuid
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 __all__ = ["LogicalRuntimeId", "RunId", "InputId", "SessionId", "uuid7"]
 
@@ -113,8 +113,8 @@ class _UuidId(_Newtype):
     ``uuid.UUID``, whose Python constructor cost more than the rest of the
     read. The UUID is made when asked for (``uuid``), the text once
     (``_text``); an id ``_from_text`` reads keeps only its text until its int
-    is asked for (``__getattr__``), and two ids with their texts compare by
-    them (the canonical text is one to one with the int)."""
+    is asked for (``_int``), and two ids with their texts compare by them
+    (the canonical text is one to one with the int)."""
 
     __slots__ = ("_text", "_as_uuid")
     _value: int
@@ -153,7 +153,7 @@ class _UuidId(_Newtype):
             if type(text) is str and _canonical(text):
                 # The form the store writes (most reads): what cls(text)
                 # makes, without __init__'s dispatch on the argument's type,
-                # and its int left for later (__getattr__).
+                # and its int left for later (_int).
                 made = _new(cls)
                 _set(made, "_text", text)
             else:
@@ -182,18 +182,18 @@ class _UuidId(_Newtype):
         try:
             return self._as_uuid
         except AttributeError:  # read from text: made once, on first use
-            value = _uuid.UUID(int=self._value)
+            value = _uuid.UUID(int=self._int())
             object.__setattr__(self, "_as_uuid", value)
             return value
 
-    if not TYPE_CHECKING:  # (hidden from type checkers, which would then allow any attribute)
-
-        def __getattr__(self, name: str) -> int:
-            """``_value`` of an id ``_from_text`` made, on first use; Python
-            calls this only for an attribute not set."""
-            if name != "_value":
-                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self)
-            value = int(self._text.replace("-", ""), 16)
+    def _int(self) -> int:
+        """``_value``, which an id ``_from_text`` made has unset until this
+        first needs it (a __getattr__ would slow every attribute read of
+        every id: Python then specializes none)."""
+        try:
+            return self._value
+        except AttributeError:
+            value = int(cast(str, self._text).replace("-", ""), 16)  # (set whenever _value is not)
             _set(self, "_value", value)
             return value
 
@@ -202,10 +202,16 @@ class _UuidId(_Newtype):
             return NotImplemented
         mine, theirs = self._text, other._text
         if mine is not None and theirs is not None:
-            return mine == theirs  # without working out a lazy int
-        return self._value == other._value
+            return mine == theirs  # without working out an int
+        return self._int() == other._int()
 
-    __hash__ = _Newtype.__hash__  # (a class that defines __eq__ gets None otherwise)
+    def __lt__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._int() < other._int()
+
+    def __hash__(self) -> int:
+        return hash(self._int())
 
     def __reduce__(self) -> tuple[type, tuple[Any]]:
         return (type(self), (self.uuid,))  # as pickled when the value was the UUID

@@ -12,7 +12,7 @@ import datetime as _dt
 import functools
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import cast
 
 __all__ = ["Timestamp"]
 
@@ -358,23 +358,25 @@ class Timestamp:
 
     @property
     def seconds(self) -> int:
-        return self._seconds
+        return self._key()[0]
 
     @property
     def nanos(self) -> int:
-        return self._nanos
+        return self._key()[1]
 
     @property
     def unix_nanos(self) -> int:
         """Nanoseconds since the epoch (like chrono's ``timestamp_nanos``; a
         leap second overlaps the next second's values)."""
-        return self._seconds * _NANOS_PER_SEC + self._nanos
+        seconds, nanos = self._key()
+        return seconds * _NANOS_PER_SEC + nanos
 
     def to_datetime(self) -> _dt.datetime:
         """An aware UTC ``datetime``, truncated to microseconds. A leap second
         rolls into the next second (as chrono's conversion to SystemTime does).
         Raises OverflowError for years ``datetime`` cannot hold (outside 1..9999)."""
-        return _UNIX_EPOCH + _dt.timedelta(seconds=self._seconds, microseconds=self._nanos // 1000)
+        seconds, nanos = self._key()
+        return _UNIX_EPOCH + _dt.timedelta(seconds=seconds, microseconds=nanos // 1000)
 
     # -- formatting --------------------------------------------------------
 
@@ -386,7 +388,7 @@ class Timestamp:
             _remember(text, self)
         return text
 
-    def _format(self) -> str:
+    def _format(self) -> str:  # (only for a Timestamp without its text: made from numbers)
         seconds, nanos = self._seconds, self._nanos
         if 0 <= seconds < _GMTIME_LIMIT and nanos < _NANOS_PER_SEC:
             # 1970 to 2999 and no leap second: the C library's calendar.
@@ -424,20 +426,16 @@ class Timestamp:
     # -- value semantics ---------------------------------------------------
 
     def _key(self) -> tuple[int, int]:
-        return (self._seconds, self._nanos)
-
-    if not TYPE_CHECKING:  # (hidden from type checkers, which would then allow any attribute)
-
-        def __getattr__(self, name: str) -> int:
-            """``_seconds`` and ``_nanos`` of a Timestamp ``_read_new`` made
-            from its text, worked out on first use; Python calls this only
-            for an attribute not set."""
-            if name != "_seconds" and name != "_nanos":
-                raise AttributeError(f"'Timestamp' object has no attribute {name!r}", name=name, obj=self)
-            seconds, nanos = _value_of_written(self._text)
+        """(seconds, nanos). A Timestamp ``_read_new`` made from its text has
+        them unset until this first needs them (a __getattr__ would slow every
+        attribute read of every Timestamp: Python then specializes none)."""
+        try:
+            return (self._seconds, self._nanos)
+        except AttributeError:
+            seconds, nanos = _value_of_written(cast(str, self._text))  # (set whenever those are not)
             _set(self, "_seconds", seconds)
             _set(self, "_nanos", nanos)
-            return seconds if name == "_seconds" else nanos
+            return seconds, nanos
 
     def __eq__(self, other: object) -> bool:
         if other is self:
@@ -447,7 +445,7 @@ class Timestamp:
         mine, theirs = self._text, other._text
         if mine is not None and theirs is not None:
             return mine == theirs  # each is str() of its value, and str() is one to one
-        return self._seconds == other._seconds and self._nanos == other._nanos
+        return self._key() == other._key()
 
     def __lt__(self, other: Timestamp) -> bool:
         if not isinstance(other, Timestamp):
@@ -464,7 +462,7 @@ class Timestamp:
         raise AttributeError("Timestamp is immutable")
 
     def __reduce__(self) -> tuple[type[Timestamp], tuple[int, int]]:
-        return (Timestamp, (self._seconds, self._nanos))
+        return (Timestamp, self._key())
 
 
 _UNIX_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -502,7 +500,7 @@ def _read_new(text: str) -> Timestamp:
             stamp = _parse(text)
         else:
             stamp = _new_timestamp(Timestamp)
-            _set(stamp, "_text", text)  # _seconds and _nanos: Timestamp.__getattr__
+            _set(stamp, "_text", text)  # _seconds and _nanos: Timestamp._key
     else:
         stamp = _parse(text)
     _remember(text, stamp)

@@ -154,6 +154,7 @@ def test_a_timestamp_read_from_text_behaves_as_one_made_from_numbers(stamp: Time
         eager < other, eager <= other, eager > other, eager >= other)
     assert (other < _fresh(stamp), other == _fresh(stamp)) == (other < eager, other == eager)
     assert (_fresh(stamp) == other) == (eager == other)
+    assert not _fresh(stamp) < eager and not eager < _fresh(stamp) and _fresh(stamp) <= eager <= _fresh(stamp)
     assert str(lazy) == str(eager) and repr(_fresh(stamp)) == repr(eager)
     assert pickle.loads(pickle.dumps(_fresh(stamp))) == eager
     assert pickle.dumps(_fresh(stamp)) == pickle.dumps(eager)
@@ -254,6 +255,7 @@ def test_an_id_read_from_text_behaves_as_one_made_from_its_uuid(value: uuid.UUID
         eager < other, eager <= other, eager > other, eager >= other)
     assert (other < fresh(value), other == fresh(value)) == (other < eager, other == eager)
     assert (fresh(value) == other) == (eager == other) == (value == other_value)
+    assert not fresh(value) < eager and not eager < fresh(value) and fresh(value) <= eager <= fresh(value)
     assert fresh(value).uuid == value and type(fresh(value).uuid) is uuid.UUID
     assert str(fresh(value)) == str(eager) and repr(fresh(value)) == repr(eager)
     assert pickle.dumps(fresh(value)) == pickle.dumps(eager)
