@@ -271,3 +271,44 @@ def test_an_id_read_from_text_behaves_as_one_made_from_its_uuid(value: uuid.UUID
         assert str(exc) == f"'{cls.__name__}' object has no attribute 'missing'"
     else:
         raise AssertionError("no AttributeError")
+
+
+# -- stored values ---------------------------------------------------------------------
+
+_STORED_STATE = InputState(
+    InputId("019a2b3c-0000-7000-8000-0000000000ff"), InputLifecycleState.QUEUED,
+    created_at=Timestamp(1_760_000_000, 0), updated_at=Timestamp(1_760_000_001, 0),
+    history=[InputStateHistoryEntry(Timestamp(1_760_000_000, 5), InputLifecycleState.ACCEPTED,
+                                    InputLifecycleState.QUEUED)],
+).to_dict()
+
+
+@settings(max_examples=600, deadline=None)
+@given(timestamp_texts, st.sampled_from(["created_at", "updated_at", "history"]))
+def test_a_stored_timestamp_is_read_or_refused_as_the_exact_parse_decides(text: str, field: str) -> None:
+    """Whatever text a stored input state holds, decoding it gives the exact
+    parse's value, or refuses it there and then, naming the same problem."""
+    wire = pickle.loads(pickle.dumps(_STORED_STATE))  # a deep copy
+    if field == "history":
+        wire["history"][0]["timestamp"] = text
+    else:
+        wire[field] = text
+    try:
+        stored = codec.encode_input_state(wire)
+    except UnicodeEncodeError:  # a lone surrogate: no stored value holds one
+        return
+    timestamps._BY_TEXT.clear()
+    try:
+        exact = _parse(text)
+    except ValueError as exc:
+        try:
+            codec.decode_input_state(stored)
+        except codec.DecodeError as caught:
+            assert str(exc) in str(caught)
+        else:
+            raise AssertionError(f"{text!r} read") from None
+        return
+    timestamps._BY_TEXT.clear()
+    state = codec.decode_input_state(stored)
+    read = state.history[0].timestamp if field == "history" else getattr(state, field)
+    assert (read.seconds, read.nanos) == (exact.seconds, exact.nanos) and str(read) == str(exact)
