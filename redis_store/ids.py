@@ -90,9 +90,18 @@ _U = TypeVar("_U", bound="_UuidId")
 #: looks them up here by their text. Bounded; cleared when full.
 _CACHE_SIZE = 4096
 
-_CANONICAL_UUID_TEXT = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-)
+# The form ids are written in (lowercase hyphenated), each hex digit as "0":
+# one translate and compare, a fraction of a regex's cost. Non-ASCII text
+# (surrogates too) becomes "?", which the form has not.
+_HEX_AS_ZERO = bytes.maketrans(b"123456789abcdef", b"0" * 15)
+_CANONICAL_SHAPE = b"00000000-0000-0000-0000-000000000000"
+
+
+def _canonical(text: str) -> bool:
+    """Whether ``text`` (a str) is a UUID as the store writes it."""
+    return text.encode("ascii", "replace").translate(_HEX_AS_ZERO) == _CANONICAL_SHAPE
+
+
 _new = object.__new__
 _set = object.__setattr__
 
@@ -103,7 +112,9 @@ class _UuidId(_Newtype):
     compares and hashes its ``int``): an id read from canonical text needs no
     ``uuid.UUID``, whose Python constructor cost more than the rest of the
     read. The UUID is made when asked for (``uuid``), the text once
-    (``_text``)."""
+    (``_text``); an id ``_from_text`` reads keeps only its text until its int
+    is asked for (``_int``), and two ids with their texts compare by them
+    (the canonical text is one to one with the int)."""
 
     __slots__ = ("_text", "_as_uuid")
     _value: int
@@ -118,8 +129,8 @@ class _UuidId(_Newtype):
     def __init__(self, value: _uuid.UUID | str) -> None:
         text = None
         if isinstance(value, str):
-            if type(value) is str and _CANONICAL_UUID_TEXT.fullmatch(value):
-                text = value  # then no second regex, and the int is all it needs
+            if type(value) is str and _canonical(value):
+                text = value  # then no parse_uuid, and the int is all it needs
                 number = int(value.replace("-", ""), 16)
             else:
                 number = parse_uuid(value, type(self).__name__).int
@@ -139,11 +150,11 @@ class _UuidId(_Newtype):
         writes of the same text (ids are immutable)."""
         found = cls._by_text.get(text)
         if found is None:
-            if type(text) is str and _CANONICAL_UUID_TEXT.fullmatch(text):
+            if type(text) is str and _canonical(text):
                 # The form the store writes (most reads): what cls(text)
-                # makes, without __init__'s dispatch on the argument's type.
+                # makes, without __init__'s dispatch on the argument's type,
+                # and its int left for later (_int).
                 made = _new(cls)
-                _set(made, "_value", int(text.replace("-", ""), 16))
                 _set(made, "_text", text)
             else:
                 made = cls(text)  # any other form is the constructor's to accept or refuse
@@ -171,9 +182,36 @@ class _UuidId(_Newtype):
         try:
             return self._as_uuid
         except AttributeError:  # read from text: made once, on first use
-            value = _uuid.UUID(int=self._value)
+            value = _uuid.UUID(int=self._int())
             object.__setattr__(self, "_as_uuid", value)
             return value
+
+    def _int(self) -> int:
+        """``_value``, which an id ``_from_text`` made has unset until this
+        first needs it (a __getattr__ would slow every attribute read of
+        every id: Python then specializes none)."""
+        try:
+            return self._value
+        except AttributeError:
+            value = int(cast(str, self._text).replace("-", ""), 16)  # (set whenever _value is not)
+            _set(self, "_value", value)
+            return value
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        mine, theirs = self._text, other._text
+        if mine is not None and theirs is not None:
+            return mine == theirs  # without working out an int
+        return self._int() == other._int()
+
+    def __lt__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._int() < other._int()
+
+    def __hash__(self) -> int:
+        return hash(self._int())
 
     def __reduce__(self) -> tuple[type, tuple[Any]]:
         return (type(self), (self.uuid,))  # as pickled when the value was the UUID

@@ -12,6 +12,7 @@ import datetime as _dt
 import functools
 import re
 import time
+from typing import cast
 
 __all__ = ["Timestamp"]
 
@@ -76,10 +77,31 @@ _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 _new_timestamp = object.__new__
 _set = object.__setattr__
 
-# The form every Timestamp is written in; parsed without the general scanner.
+# The form every Timestamp is written in, with a fraction of any length and
+# fields out of range; parsed without the general scanner.
 _CANONICAL = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z"
 )
+
+# What str() writes for years 1 to 9999 without a leap second, each digit
+# as "0". A text of one of these shapes, with a fraction str() would not have
+# written shorter and a date and time the C datetime accepts, is exactly
+# str() of its value: ``_read_new`` checks that in a few C calls (a regex,
+# or the fields' ints, cost several times as much), keeps only the text, and
+# the value follows on first use. Stored timestamps are all of this form.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_WRITTEN_SHAPES = frozenset(
+    b"0000-00-00T00:00:00" + fraction + b"Z" for fraction in (b"", b".000", b".000000", b".000000000")
+)
+_from_iso = _dt.datetime.fromisoformat
+
+
+def _value_of_written(text: str) -> tuple[int, int]:
+    """(seconds, nanos) of a text ``_read_new`` kept as it is."""
+    moment = _from_iso(text[:19])
+    days = moment.toordinal() - _EPOCH_ORDINAL
+    seconds = days * _SECS_PER_DAY + moment.hour * 3600 + moment.minute * 60 + moment.second
+    return seconds, int(text[20:-1].ljust(9, "0")) if len(text) > 20 else 0
 
 
 class _RelaxedRfc3339:
@@ -240,6 +262,29 @@ def _from_local_fields(
     return Timestamp(utc, nanos)
 
 
+def _parse(text: str) -> Timestamp:
+    """``Timestamp.parse`` without the shortcuts for text written lately or
+    as str() writes it."""
+    match = _CANONICAL.fullmatch(text)
+    if match is None:
+        return _RelaxedRfc3339(text).parse()
+    year, month, day, hour, minute, second, fraction = match.groups()
+    nanos = int(fraction.ljust(9, "0")) if fraction else 0
+    hours, minutes, seconds = int(hour), int(minute), int(second)
+    try:  # the C date checks year (1..9999), month and day, and counts the days
+        days = _dt.date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        days = None
+    if days is None or hours > 23 or minutes > 59 or seconds > 59:
+        # year 0, a leap second or a field out of range: chrono's rules decide
+        return _from_local_fields(text, int(year), int(month), int(day), hours, minutes, seconds, nanos, 0)
+    stamp = _new_timestamp(Timestamp)  # years 1..9999, nanos < 1e9: within __init__'s checks
+    _set(stamp, "_seconds", days * _SECS_PER_DAY + hours * 3600 + minutes * 60 + seconds)
+    _set(stamp, "_nanos", nanos)
+    _set(stamp, "_text", None)
+    return stamp
+
+
 def _check_int(value: object, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"Timestamp {name} must be an int, got {type(value).__name__}")
@@ -306,51 +351,32 @@ class Timestamp:
             raise TypeError(f"expected a str, got {type(text).__name__}")
         if cls is Timestamp and type(text) is str:
             found = _BY_TEXT.get(text)
-            if found is not None:
-                return found
-        match = _CANONICAL.fullmatch(text)
-        if match is None:
-            return _RelaxedRfc3339(text).parse()
-        year, month, day, hour, minute, second, fraction = match.groups()
-        nanos = int(fraction.ljust(9, "0")) if fraction else 0
-        hours, minutes, seconds = int(hour), int(minute), int(second)
-        try:  # the C date checks year (1..9999), month and day, and counts the days
-            days = _dt.date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
-        except ValueError:
-            days = None
-        if days is None or hours > 23 or minutes > 59 or seconds > 59:
-            # year 0, a leap second or a field out of range: chrono's rules decide
-            stamp = _from_local_fields(text, int(year), int(month), int(day), hours, minutes, seconds, nanos, 0)
-        else:
-            stamp = _new_timestamp(Timestamp)  # years 1..9999, nanos < 1e9: within __init__'s checks
-            _set(stamp, "_seconds", days * _SECS_PER_DAY + hours * 3600 + minutes * 60 + seconds)
-            _set(stamp, "_nanos", nanos)
-            _set(stamp, "_text", None)
-        if type(text) is str:
-            _remember(text, stamp)
-        return stamp
+            return _read_new(text) if found is None else found
+        return _parse(text)
 
     # -- accessors ---------------------------------------------------------
 
     @property
     def seconds(self) -> int:
-        return self._seconds
+        return self._key()[0]
 
     @property
     def nanos(self) -> int:
-        return self._nanos
+        return self._key()[1]
 
     @property
     def unix_nanos(self) -> int:
         """Nanoseconds since the epoch (like chrono's ``timestamp_nanos``; a
         leap second overlaps the next second's values)."""
-        return self._seconds * _NANOS_PER_SEC + self._nanos
+        seconds, nanos = self._key()
+        return seconds * _NANOS_PER_SEC + nanos
 
     def to_datetime(self) -> _dt.datetime:
         """An aware UTC ``datetime``, truncated to microseconds. A leap second
         rolls into the next second (as chrono's conversion to SystemTime does).
         Raises OverflowError for years ``datetime`` cannot hold (outside 1..9999)."""
-        return _UNIX_EPOCH + _dt.timedelta(seconds=self._seconds, microseconds=self._nanos // 1000)
+        seconds, nanos = self._key()
+        return _UNIX_EPOCH + _dt.timedelta(seconds=seconds, microseconds=nanos // 1000)
 
     # -- formatting --------------------------------------------------------
 
@@ -362,7 +388,7 @@ class Timestamp:
             _remember(text, self)
         return text
 
-    def _format(self) -> str:
+    def _format(self) -> str:  # (only for a Timestamp without its text: made from numbers)
         seconds, nanos = self._seconds, self._nanos
         if 0 <= seconds < _GMTIME_LIMIT and nanos < _NANOS_PER_SEC:
             # 1970 to 2999 and no leap second: the C library's calendar.
@@ -400,14 +426,26 @@ class Timestamp:
     # -- value semantics ---------------------------------------------------
 
     def _key(self) -> tuple[int, int]:
-        return (self._seconds, self._nanos)
+        """(seconds, nanos). A Timestamp ``_read_new`` made from its text has
+        them unset until this first needs them (a __getattr__ would slow every
+        attribute read of every Timestamp: Python then specializes none)."""
+        try:
+            return (self._seconds, self._nanos)
+        except AttributeError:
+            seconds, nanos = _value_of_written(cast(str, self._text))  # (set whenever those are not)
+            _set(self, "_seconds", seconds)
+            _set(self, "_nanos", nanos)
+            return seconds, nanos
 
     def __eq__(self, other: object) -> bool:
         if other is self:
             return True
         if not isinstance(other, Timestamp):
             return NotImplemented
-        return self._seconds == other._seconds and self._nanos == other._nanos
+        mine, theirs = self._text, other._text
+        if mine is not None and theirs is not None:
+            return mine == theirs  # each is str() of its value, and str() is one to one
+        return self._key() == other._key()
 
     def __lt__(self, other: Timestamp) -> bool:
         if not isinstance(other, Timestamp):
@@ -424,7 +462,7 @@ class Timestamp:
         raise AttributeError("Timestamp is immutable")
 
     def __reduce__(self) -> tuple[type[Timestamp], tuple[int, int]]:
-        return (Timestamp, (self._seconds, self._nanos))
+        return (Timestamp, self._key())
 
 
 _UNIX_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -442,3 +480,28 @@ def _remember(text: str, stamp: Timestamp) -> None:
     if len(_BY_TEXT) >= _CACHE_SIZE:
         _BY_TEXT.clear()
     _BY_TEXT[text] = stamp
+
+
+def _read_new(text: str) -> Timestamp:
+    """``Timestamp.parse(text)`` for an exact str ``text`` not in
+    ``_BY_TEXT``, remembered there: what decoding a stored value calls for a
+    timestamp it has not seen lately (one Python call: it is a good part of
+    a stored input state's decoding)."""
+    # Non-ASCII (surrogates too) becomes "?", which no shape has. In a text
+    # of a written shape "000Z" can only end a fraction, which str() would
+    # have written without that 000.
+    if text.encode("ascii", "replace").translate(_DIGITS_AS_ZERO) in _WRITTEN_SHAPES and "000Z" not in text:
+        try:
+            # Month, day (leap years included), hour, minute and second in
+            # range, year not 0: as chrono checks them. A leap second (:60)
+            # and year 0 are chrono's, and the general parse's.
+            _from_iso(text[:19])
+        except ValueError:
+            stamp = _parse(text)
+        else:
+            stamp = _new_timestamp(Timestamp)
+            _set(stamp, "_text", text)  # _seconds and _nanos: Timestamp._key
+    else:
+        stamp = _parse(text)
+    _remember(text, stamp)
+    return stamp

@@ -38,6 +38,7 @@ from .errors import RuntimeStateTransitionError
 from .ids import InputId, RunId, SessionId, _UuidId
 from .timestamps import _BY_TEXT as _TIMESTAMP_BY_TEXT
 from .timestamps import Timestamp
+from .timestamps import _read_new as _read_new_timestamp
 
 __all__ = [
     "AbandonedOutcome",
@@ -83,11 +84,11 @@ _JSON_KINDS = {type(None): "null", bool: "bool", int: "int", float: "float", lis
 def _dec_hook(kind: Any, value: Any) -> Any:
     if type(value) is str:
         if kind is Timestamp:
-            # Timestamp.parse's cache, looked up here: a timestamp read is
-            # usually one written or read lately, and a Python call per
+            # Timestamp.parse(value) without its argument checks: a timestamp
+            # read is often one written or read lately, and a Python call per
             # timestamp is much of a stored input state's decoding.
             found = _cached_timestamp(value)
-            return Timestamp.parse(value) if found is None else found
+            return _read_new_timestamp(value) if found is None else found
         return kind._from_text(value)
     raise TypeError(f"Expected `str`, got `{_JSON_KINDS.get(type(value), type(value).__name__)}`")
 
