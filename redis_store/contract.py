@@ -235,11 +235,22 @@ def _check_plain_json(name: str, value: object) -> None:
         raise ValueError(f"{name} is not plain JSON: it changes in a JSON round trip (non-str keys? tuples?)")
 
 
+def _input_ids(name: str, ids: Iterable[object]) -> list[InputId]:
+    ids = list(ids)
+    for i, input_id in enumerate(ids):
+        if type(input_id) is not InputId:  # (the name is formatted only for the error)
+            _check(f"{name}[{i}]", input_id, InputId)
+    return ids  # type: ignore[return-value]
+
+
 def _input_wires(name: str, states: object) -> list[InputState]:
     """The states, checked storable; encoded (``_encode_inputs``) before the next await."""
     if isinstance(states, (str, bytes)) or not isinstance(states, Iterable):
         raise _type_error(name, "a list of InputState", states)
-    return [_storable(f"{name}[{i}]", state, InputState) for i, state in enumerate(states)]
+    return [
+        state if type(state) is InputState and surely_storable(state) else _storable(f"{name}[{i}]", state, InputState)
+        for i, state in enumerate(states)
+    ]
 
 
 def _encode_inputs(name: str, wires: list[InputState], encode) -> EncodedInputs:
@@ -355,9 +366,7 @@ class RuntimeStore(abc.ABC):
         _check("session_delta", session_delta, SessionDelta)
         _check("run_id", run_id, RunId)
         _check("boundary", boundary, RunApplyBoundary)
-        contributing = list(contributing_input_ids)
-        for i, input_id in enumerate(contributing):
-            _check(f"contributing_input_ids[{i}]", input_id, InputId)
+        contributing = _input_ids("contributing_input_ids", contributing_input_ids)
         wires = _input_wires("input_updates", input_updates)
         self._check_batch("input_updates", wires)
         # Copies (the caller's states stay as they are); the backend appends last_boundary_sequence.
@@ -596,9 +605,7 @@ class RuntimeStore(abc.ABC):
         rid = runtime_key(runtime_id)
         if isinstance(input_ids, (str, bytes)) or not isinstance(input_ids, Iterable):
             raise _type_error("input_ids", "a list of InputId", input_ids)
-        ids = list(input_ids)
-        for i, input_id in enumerate(ids):
-            _check(f"input_ids[{i}]", input_id, InputId)
+        ids = _input_ids("input_ids", input_ids)
         if len(ids) > self.options.max_inputs_per_call:
             raise ValueError(
                 f"input_ids holds {len(ids)} ids; this store takes at most "

@@ -53,6 +53,7 @@ the commit ids before it writes, in one slot.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 from urllib.parse import unquote
@@ -128,9 +129,15 @@ class KeyLayout:
     def __init__(self, namespace: str = "meerkat") -> None:
         self.namespace = check_namespace(namespace)
         self._runtime_prefix = f"{namespace}:rt:"
+        # Every call of a store builds a runtime's 12 names: a worker's few
+        # runtimes get them from here (bounded, per layout).
+        self._runtime_keys = functools.lru_cache(maxsize=4096)(self._make_runtime_keys)
 
     def runtime(self, runtime_id: str | LogicalRuntimeId) -> RuntimeKeys:
-        base = f"{self._runtime_prefix}{{{runtime_tag(str(runtime_id))}}}:"
+        return self._runtime_keys(str(runtime_id))
+
+    def _make_runtime_keys(self, runtime_id: str) -> RuntimeKeys:
+        base = f"{self._runtime_prefix}{{{runtime_tag(runtime_id)}}}:"
         return RuntimeKeys(
             state=base + "state",
             snapshot=base + "snapshot",
