@@ -425,10 +425,9 @@ def _read_fast(raw: bytes) -> _Read:
     if _args_unsure(messages):
         raise _Unsure
     canonical = _write(messages)
-    if canonical != messages_raw:  # else as serde writes it: no repeated keys, no unknown fields, no "1e16"
-        if _unsure_text(messages_raw, 2):
-            raise _Unsure
-        canonical = _zmij(canonical)
+    if canonical != messages_raw and _unsure_text(messages_raw, 2):  # else no repeated keys, no unknown fields
+        raise _Unsure
+    canonical = _zmij(canonical)  # msgspec's 1e16 (and another writer's, kept as it was) is serde's 1e+16
     head = _HEAD_RE.match(raw)
     start = head.end() if head and raw.startswith(messages_raw, head.end()) else -1
     return _Read(shell.id, canonical, len(messages), start, len(messages_raw))
@@ -445,8 +444,8 @@ def _read_serde(raw: bytes) -> _Read | None:
     it read holds no repeated key, unknown field, whitespace, ``-0`` or other
     number form that serde reads otherwise; what is left to check is what
     serde refuses and msgspec writes back: integers beyond 64 bits and nesting
-    deeper than serde's limit. (Nor does it hold a float msgspec writes as
-    ``1e16``: serde writes ``1e+16``.)"""
+    deeper than serde's limit; and serde writes a float msgspec (or orjson)
+    writes as ``1e16`` as ``1e+16`` (``_zmij``)."""
     try:
         shell = _read_shell(raw)
         if _write(shell) != raw:
@@ -465,7 +464,7 @@ def _read_serde(raw: bytes) -> _Read | None:
         return None
     if _args_unsure(messages):
         return None
-    return _Read(shell.id, canonical, len(messages), start, length)
+    return _Read(shell.id, _zmij(canonical), len(messages), start, length)
 
 
 def _unsure_text(raw: bytes, level: int) -> bool:

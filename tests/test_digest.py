@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 
+import msgspec
 import pytest
 
 from redis_store.digest import (
@@ -759,6 +760,32 @@ SERDE_EDITS = st.sampled_from([
 def test_serde_written_snapshots_take_the_byte_exact_reading():
     for messages in ([], [user("x")], [tool_use(args={"a": [1, 2.5, "-0"]})], [assistant(tool_calls=[])]):
         assert digest._read_serde(serde_written(messages)) is not None
+
+
+@pytest.mark.parametrize("number", [1e16, -2.5e22, 1.5e300, 1e15, 1e-7])
+def test_floats_in_another_writers_notation_get_serdes_digest(number):
+    """msgspec and orjson write ``1e16`` where serde writes ``1e+16``: the same
+    session in either notation, laid out as serde lays it out or not, cold or
+    through the cache, has serde's digest."""
+    def doc(messages: list) -> dict:
+        return {"version": 1, "id": SID, "messages": messages, "created_at": TIME, "updated_at": TIME,
+                "metadata": {}, "usage": {"input_tokens": 0, "output_tokens": 0,
+                                          "cache_creation_tokens": None, "cache_read_tokens": None}}
+
+    first, turn = [user("x")], [tool_use(args={"x": number, "y": [number, {"z": number}]})]
+    expected = reference(serde_written(first + turn))
+    assert expected != "invalid"
+    for order in (list, lambda keys: list(reversed(keys))):
+        def written(messages: list) -> bytes:
+            whole = doc(messages)
+            return msgspec.json.encode({key: whole[key] for key in order(list(whole))})
+
+        text = written(first + turn)
+        assert reference(text) == expected
+        assert public(text) == expected
+        cache = digest.DigestCache()
+        inspect_session(written(first), cache)
+        assert inspect_session(text, cache) == inspect_session(serde_written(first + turn))
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))

@@ -14,10 +14,12 @@ pickling, str/repr.
 from __future__ import annotations
 
 import copy
+import datetime
 import pickle
 import re
 import uuid
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -116,6 +118,23 @@ def test_written_timestamps_read_as_the_exact_parse_reads_them(text: str) -> Non
     assert type(read) is Timestamp
     assert (read.seconds, read.nanos) == (exact.seconds, exact.nanos)
     assert str(read) == written and read == exact and hash(read) == hash(exact)
+
+
+def test_hour_24_is_refused_even_where_fromisoformat_reads_it(monkeypatch) -> None:
+    """Python 3.14's fromisoformat reads "T24:00:00" as the next midnight
+    (CPython gh-102450); chrono, and so the store, refuses it."""
+    real = timestamps._from_iso
+
+    def lenient(text: str):  # 3.14's reading, on any Python
+        return real(text.replace("T24:", "T00:")) + datetime.timedelta(days=1) if "T24:" in text else real(text)
+
+    monkeypatch.setattr(timestamps, "_from_iso", lenient)
+    for text in ("2024-01-01T24:00:00Z", "2024-01-01T24:00:00.500Z"):
+        timestamps._BY_TEXT.clear()
+        with pytest.raises(ValueError) as refused:
+            _parse(text)
+        with pytest.raises(ValueError, match=re.escape(str(refused.value))):
+            _read_new(text)
 
 
 def _fresh(stamp: Timestamp) -> Timestamp:
