@@ -32,7 +32,7 @@ from redis_store.keys import KeyLayout
 from redis_store.scripts import SCRIPT_NAMES, sha1, source
 from servers import ServerProcess, free_port, redis_binary
 from sessions import session_json
-from test_conformance import TRICKY_IDS, commit, make_receipt
+from test_conformance import TRICKY_IDS, commit, keyed, make_receipt
 
 
 async def _all_writes(store, rid):
@@ -169,7 +169,8 @@ async def test_foreign_value_of_wrong_type_fails_before_any_write(redis_backend)
 #: the commit then does. The scripts TYPE-check only the keys a wrong type
 #: could otherwise make fail half-way (lib.lua commit_checks); every other
 #: key is read with a typed command, or written first, before anything else.
-_FOREIGN = ["receipts", "run_seqs", "inputs", "input_order", "meta", "lease", "commits", "commit_log", "fence"]
+_FOREIGN = ["receipts", "run_seqs", "inputs", "input_order", "meta", "lease", "commits", "commit_log", "fence",
+            "idempotency"]
 
 
 @pytest.mark.parametrize("key", _FOREIGN)
@@ -185,7 +186,7 @@ async def test_a_foreign_type_on_any_key_fails_the_commit_before_any_write(redis
     else:
         await raw.set(foreign, b"not a " + key.encode())
     before = {k: await raw.dump(k) for k in keys}
-    state = InputState.new_accepted(InputId.new())
+    state = keyed("hook")  # with an idempotency key: the index is read and written too
     lease = Lease("rt", "w", 1, 30_000) if key in ("lease", "fence") else None
     with pytest.raises(WriteFailed, match="WRONGTYPE") as caught:
         if script == "commit_session_boundary":
@@ -196,6 +197,73 @@ async def test_a_foreign_type_on_any_key_fails_the_commit_before_any_write(redis
                                      lease=lease, commit_id="c")
     assert "nothing was written" in str(caught.value)
     assert {k: await raw.dump(k) for k in keys} == before  # nothing written, nothing touched
+
+
+@pytest.mark.parametrize(("script", "key"), [
+    ("lifecycle", "inputs"), ("lifecycle", "input_order"), ("lifecycle", "meta"), ("lifecycle", "idempotency"),
+    ("snapshot", "meta"), ("snapshot_delta", "meta"),
+])
+async def test_a_foreign_type_fails_the_other_commit_scripts_before_any_write(redis_backend, script, key):
+    store, raw = redis_backend.open(), redis_backend.client()
+    keys = KeyLayout(redis_backend.namespace).runtime("rt")
+    sid = "019a2b3c-4d5e-7f60-8a9b-0c1d2e3f4a5b"
+    if script == "snapshot_delta":  # this store's last snapshot is the delta's base
+        await store.commit_session_snapshot("rt", SessionDelta(session_json(2, sid)))
+        await raw.delete(getattr(keys, key))
+        await raw.set(getattr(keys, key), b"x")
+    else:
+        await raw.set(getattr(keys, key), b"not a " + key.encode())
+    before = {k: await raw.dump(k) for k in keys}
+    with pytest.raises(WriteFailed, match="WRONGTYPE") as caught:
+        if script == "lifecycle":
+            await store.atomic_lifecycle_commit("rt", RuntimeState.IDLE, [keyed("hook")])
+        else:
+            await store.commit_session_snapshot("rt", SessionDelta(session_json(3, sid)))
+    assert "nothing was written" in str(caught.value)
+    assert {k: await raw.dump(k) for k in keys} == before
+
+
+async def test_a_foreign_type_where_a_delta_would_go_fails_then_the_whole_snapshot_replaces_it(redis_backend):
+    """The delta's base check (STRLEN) meets the foreign value: the commit
+    fails with nothing written; the next one is sent whole, and SET replaces
+    the foreign value."""
+    store, raw = redis_backend.open(), redis_backend.client()
+    keys = KeyLayout(redis_backend.namespace).runtime("rt")
+    sid = "019a2b3c-4d5e-7f60-8a9b-0c1d2e3f4a5b"
+    await store.commit_session_snapshot("rt", SessionDelta(session_json(2, sid)))
+    await raw.delete(keys.snapshot)
+    await raw.hset(keys.snapshot, "f", "v")
+    before = {k: await raw.dump(k) for k in keys}
+    snapshot = session_json(3, sid)
+    with pytest.raises(WriteFailed, match="WRONGTYPE.*nothing was written"):
+        await store.commit_session_snapshot("rt", SessionDelta(snapshot))
+    assert {k: await raw.dump(k) for k in keys} == before
+    await store.commit_session_snapshot("rt", SessionDelta(snapshot))
+    assert await store.load_session_snapshot("rt") == snapshot
+    assert store.snapshot_deltas["whole"] == 2  # the first and the one after the failure
+
+
+async def test_a_receipt_minted_by_someone_else_is_restamped(redis_backend):
+    """Python stamps the sequence it expects; an atomic_apply or another
+    store minting in between makes the script restamp receipt and inputs, and
+    a commit-id replay still returns the first receipt."""
+    store, other = redis_backend.open(), redis_backend.open()
+    run, state = RunId.new(), InputState.new_accepted(InputId.new())
+    await commit(store, "rt", run, [state])
+    await store.atomic_apply("rt", None, make_receipt(run, 1), [])
+    second = await commit(store, "rt", run, [state])
+    assert second.sequence == 2 and await store.load_boundary_receipt("rt", run, 2) == second
+    assert (await store.load_input_state("rt", state.input_id)).last_boundary_sequence == 2
+    snapshot = SessionDelta(session_json(1))
+    first = await store.commit_session_boundary("rt", snapshot, run, RunApplyBoundary.RUN_CHECKPOINT, [], [state],
+                                                commit_id="c1")
+    await commit(other, "rt", run, [state])
+    again = await store.commit_session_boundary("rt", snapshot, run, RunApplyBoundary.RUN_CHECKPOINT, [], [state],
+                                                commit_id="c1")
+    assert again == first and first.sequence == 3
+    fifth = await commit(store, "rt", run, [state])
+    assert fifth.sequence == 5 and await store.load_boundary_receipt("rt", run, 5) == fifth
+    assert (await store.load_input_state("rt", state.input_id)).last_boundary_sequence == 5
 
 
 async def test_lease_scripts_refuse_foreign_key_types(redis_backend):
