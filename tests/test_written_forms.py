@@ -27,19 +27,12 @@ from redis_store import codec, ids, timestamps
 from redis_store.ids import InputId, RunId, SessionId
 from redis_store.timestamps import Timestamp, _parse, _read_new
 from redis_store.types import InputState, InputStateHistoryEntry, InputLifecycleState
+from test_ids_timestamps import MAX_SECS, MIN_SECS
+from test_ids_timestamps import autosi_nanos as nanos
 
-# chrono's whole range, and the years 1..9999 the shortcut covers.
-MIN_SECS = Timestamp.parse("-262144-01-01T00:00:00Z").seconds
-MAX_SECS = Timestamp.parse("+262143-12-31T23:59:59Z").seconds
+# chrono's whole range (MIN_SECS, MAX_SECS), and the years 1..9999 the shortcut covers.
 YEAR_1 = Timestamp.parse("0001-01-01T00:00:00Z").seconds
 YEAR_10000 = Timestamp.parse("+10000-01-01T00:00:00Z").seconds
-
-nanos = st.one_of(
-    st.just(0),
-    st.integers(0, 999).map(lambda ms: ms * 1_000_000),
-    st.integers(0, 999_999).map(lambda us: us * 1_000),
-    st.integers(0, 999_999_999),
-)
 
 
 @st.composite
