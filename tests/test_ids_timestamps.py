@@ -397,8 +397,8 @@ autosi_nanos = st.one_of(
 
 
 @st.composite
-def timestamps(draw: st.DrawFn) -> Timestamp:
-    seconds = draw(st.integers(MIN_SECS, MAX_SECS))
+def timestamps(draw: st.DrawFn, low: int = MIN_SECS, high: int = MAX_SECS) -> Timestamp:
+    seconds = draw(st.integers(low, high))
     nanos = draw(autosi_nanos)
     if draw(st.integers(0, 20)) == 0:  # now and then a leap second
         seconds = seconds - seconds % 60 + 59

@@ -27,22 +27,11 @@ from redis_store import codec, ids, timestamps
 from redis_store.ids import InputId, RunId, SessionId
 from redis_store.timestamps import Timestamp, _parse, _read_new
 from redis_store.types import InputState, InputStateHistoryEntry, InputLifecycleState
-from test_ids_timestamps import MAX_SECS, MIN_SECS
-from test_ids_timestamps import autosi_nanos as nanos
+from test_ids_timestamps import timestamps as stamps
 
-# chrono's whole range (MIN_SECS, MAX_SECS), and the years 1..9999 the shortcut covers.
+# The years 1..9999 the shortcut covers.
 YEAR_1 = Timestamp.parse("0001-01-01T00:00:00Z").seconds
 YEAR_10000 = Timestamp.parse("+10000-01-01T00:00:00Z").seconds
-
-
-@st.composite
-def stamps(draw: st.DrawFn, low: int = MIN_SECS, high: int = MAX_SECS) -> Timestamp:
-    seconds = draw(st.integers(low, high))
-    fraction = draw(nanos)
-    if draw(st.integers(0, 20)) == 0:  # now and then a leap second
-        seconds = seconds - seconds % 60 + 59
-        fraction += 1_000_000_000
-    return Timestamp(seconds, fraction)
 
 
 def _two(top: int) -> st.SearchStrategy[str]:
