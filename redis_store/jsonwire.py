@@ -44,6 +44,10 @@ MAX_DEPTH = 127
 _I64_MIN = -(2**63)
 _U64_MAX = 2**64 - 1
 
+#: ``bytes.translate`` table writing every digit as "0": a number's shape, or
+#: a run of digits, found by one ``in`` (digest, types, timestamps).
+DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
 
 @contextmanager
 def paused_gc() -> Iterator[None]:

@@ -14,6 +14,8 @@ import re
 import time
 from typing import cast
 
+from . import jsonwire
+
 __all__ = ["Timestamp"]
 
 _NANOS_PER_SEC = 1_000_000_000
@@ -89,7 +91,6 @@ _CANONICAL = re.compile(
 # str() of its value: ``_read_new`` checks that in a few C calls (a regex,
 # or the fields' ints, cost several times as much), keeps only the text, and
 # the value follows on first use. Stored timestamps are all of this form.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _WRITTEN_SHAPES = frozenset(
     b"0000-00-00T00:00:00" + fraction + b"Z" for fraction in (b"", b".000", b".000000", b".000000000")
 )
@@ -493,7 +494,7 @@ def _read_new(text: str) -> Timestamp:
     # Hour 24 goes to the exact parse, not to fromisoformat: Python 3.14 reads
     # "24:00:00" as the next midnight (CPython gh-102450), chrono refuses it.
     if (
-        text.encode("ascii", "replace").translate(_DIGITS_AS_ZERO) in _WRITTEN_SHAPES
+        text.encode("ascii", "replace").translate(jsonwire.DIGITS_AS_ZERO) in _WRITTEN_SHAPES
         and "000Z" not in text
         and text[11:13] < "24"
     ):

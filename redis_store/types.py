@@ -675,7 +675,7 @@ def _plain_json(value: Any) -> bool:
         return False
     if text.count(b"[") + text.count(b"{") > jsonwire.MAX_DEPTH:
         return False  # perhaps too deep: the round trip decides
-    if b"0" * 19 in text.translate(_DIGITS_AS_ZERO):
+    if b"0" * 19 in text.translate(jsonwire.DIGITS_AS_ZERO):
         return False  # perhaps an integer serde reads as a float
     return _JSON_READ(text) == value
 
@@ -763,6 +763,5 @@ def surely_storable(value: Any) -> bool:
     return False
 
 
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _JSON_WRITE = msgspec.json.Encoder().encode
 _JSON_READ = msgspec.json.Decoder().decode
