@@ -102,7 +102,7 @@ def _plain_version(plain: dict | None) -> str:
     return f"langgraph-checkpoint-plainredis {plain['package_version']} (redis-py {plain['redis_py']}, {plain['python']})"
 
 
-# -- targets (issue 3 §3) -------------------------------------------------------------
+# -- targets (issue 3 §3; issue 10 §6, the server side) ---------------------------------
 
 def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
@@ -129,11 +129,23 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
                 add(f"commit 4 KB / plainredis put+put_writes, c={c}", None, ">= 4x", None, plain.get("reason", ""))
     cost = out.get("server_cost", {}).get("results", {}).get("65536")
     if cost:
-        ratio = cost["commit"]["usec_per_call"] / cost["set"]["usec_per_call"]
-        cpu = cost["commit"]["process_cpu_us"] / cost["set"]["process_cpu_us"]
+        ratio = cost["commit"]["usec_per_call"] / cost["set_whole"]["usec_per_call"]
+        cpu = cost["commit"]["process_cpu_us"] / cost["set_whole"]["process_cpu_us"]
         add("Redis CPU per 64 KB commit / SET 64 KB", ratio, "<= 2x", ratio <= 2,
-            f"commandstats {cost['commit']['usec_per_call']:.1f} vs {cost['set']['usec_per_call']:.1f} us;"
-            f" whole process CPU {cost['commit']['process_cpu_us']:.0f} vs {cost['set']['process_cpu_us']:.0f} us = {cpu:.1f}x")
+            f"commandstats {cost['commit']['usec_per_call']:.1f} vs {cost['set_whole']['usec_per_call']:.1f} us;"
+            f" whole process CPU {cost['commit']['process_cpu_us']:.0f} vs {cost['set_whole']['process_cpu_us']:.0f} us = {cpu:.1f}x")
+        cpu = cost["commit"]["process_cpu_us"] / cost["set"]["process_cpu_us"]
+        add("issue 10: Redis CPU per 64 KB commit / SET of the same bytes (process)", cpu, "<= 2x", cpu <= 2,
+            f"{cost['commit']['process_cpu_us']:.0f} vs {cost['set']['process_cpu_us']:.0f} us ({cost['set_bytes']:,} B);"
+            f" floor, the commit's writes alone: {cost['writes']['process_cpu_us'] / cost['set']['process_cpu_us']:.1f}x;"
+            f" vs a SET of the snapshot whole ({cost['set_whole_bytes']:,} B): {cost['commit']['process_cpu_us'] / cost['set_whole']['process_cpu_us']:.1f}x")
+    cost = out.get("server_cost", {}).get("results", {}).get("4096")
+    if cost:
+        ratio = cost["commit"]["usec_per_call"] / cost["noop"]["usec_per_call"]
+        add("issue 10: Redis CPU per 4 KB commit / no-op with the same arguments (commandstats)", ratio, "<= 2x", ratio <= 2,
+            f"{cost['commit']['usec_per_call']:.1f} vs {cost['noop']['usec_per_call']:.1f} us; floors: the no-op making as many"
+            f" EXISTS calls {cost['calls']['usec_per_call'] / cost['noop']['usec_per_call']:.1f}x,"
+            f" the commit's writes alone {cost['writes']['usec_per_call'] / cost['noop']['usec_per_call']:.2f}x")
     g = out.get("growth")
     if g:
         counts = list(g["receipts"])
@@ -184,7 +196,7 @@ def render(out: dict[str, Any]) -> str:
             reports = {"server_cost": server_cost.report, "growth": growth.report, "breakdown": breakdown.report,
                        "sync": sync_api.report, "upgrade": upgrade.report}
             lines.append(reports[key](out[key]))
-    lines += ["", "== Targets (issue 3 §3) =="]
+    lines += ["", "== Targets (issue 3 §3; issue 10 §6, the server side) =="]
     for t in out["targets"]:
         measured = "n/a" if t["measured"] is None else f"{t['measured']:.2f}x"
         detail = f"  ({t['detail']})" if t["detail"] else ""

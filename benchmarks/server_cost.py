@@ -6,14 +6,27 @@ Per snapshot size, three phases, each after CONFIG RESETSTAT, sequential
 * ``commit``  commit_session_boundary: ``usec_per_call`` of evalsha in
               ``INFO commandstats``; the commands a script runs are counted
               inside the script's time;
-* ``noop``    EVALSHA ``return 1`` with the same argument bytes: what
-              getting the arguments into Lua costs by itself;
+* ``noop``    EVALSHA ``return 1`` with the same KEYS and arguments (those
+              of a commit after the first: the same snapshot again, sent as
+              a delta over it): what getting the arguments into Lua costs
+              by itself;
 * ``calls``   the no-op plus as many ``redis.call()``s as the commit makes
               (counted in its commandstats), each the cheapest one there is
               (EXISTS of the first key): the floor of a script that makes
               that many calls, whatever they check or write;
-* ``set``     a plain SET of the same bytes (every argument of the commit,
-              concatenated).
+* ``writes``  the no-op plus only the writes a commit must make, with no
+              check at all (HMGET of meta, the receipt's HSET, the
+              snapshot's two SETRANGEs, one HSET of the inputs, one of
+              meta): the floor of any script that commits this;
+* ``set``     a plain SET of the same bytes (every argument of that commit,
+              concatenated);
+* ``set_whole`` a SET of the bytes of the first commit, which sends the
+              snapshot whole: what a store that SETs the snapshot on every
+              commit pays (context, and issue 3's "SET 64 KB").
+
+The commit phase commits the same snapshot again and again, so each sends
+exactly the arguments the no-op replays (the upgrade family measures
+sessions that grow).
 
 ``usec_per_call`` is execution only (after the request was parsed). The
 ``process CPU`` column adds what commandstats leaves out: reading and
@@ -28,15 +41,15 @@ from typing import Any
 import redis.asyncio
 
 from . import throughput
-from .harness import Settings, cleanup, command_usec, log, median, reset_stats, server_cpu_seconds, table
+from .harness import EvalshaRecorder, Settings, cleanup, command_usec, log, median, reset_stats, server_cpu_seconds, table
 
-PHASES = ("commit", "noop", "calls", "set")
+PHASES = ("commit", "noop", "calls", "writes", "set", "set_whole")
 
 
 async def _phase(client, settings: Settings, name: str, ops) -> tuple[float, float, float]:
     """(usec_per_call of the phase's command, process CPU us per call, commands
     a script ran per call)."""
-    command = "set" if name == "set" else "evalsha"
+    command = "set" if name.startswith("set") else "evalsha"
     await reset_stats(client)
     cpu0 = await server_cpu_seconds(client)
     for op in ops:
@@ -58,6 +71,33 @@ def _make_calls(ctx: throughput.Context, size: int, count: int):
     return op
 
 
+#: commit_boundary.lua's writes alone, over its KEYS and ARGV (see its header):
+#: a steady-state commit sends a delta and 3 input states.
+_WRITES = """
+local field = ARGV[1] .. ':' .. ARGV[11]
+redis.call('HMGET', KEYS[6], 'layout', 'snapshot_tag', 'snapshot_receipt', 'snapshot_applied', 'snapshot_without_receipt')
+redis.call('HSET', KEYS[2], field, ARGV[3])
+redis.call('SETRANGE', KEYS[1], 0, ARGV[10])
+redis.call('SETRANGE', KEYS[1], tonumber(string.match(ARGV[9], '^%x+ %d+ (%d+)')), ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[12], ARGV[13], ARGV[15], ARGV[16], ARGV[18], ARGV[19])
+redis.call('HSET', KEYS[6], 'snapshot_receipt', field, 'snapshot_tag', ARGV[8])
+return 1
+"""
+
+
+def _make_writes(client: redis.asyncio.Redis, recorded: tuple[list, list]):
+    """The commit's writes alone, replaying the KEYS and arguments of the
+    commit phase's last commit, after it: they write what it wrote (the same
+    snapshot bytes again)."""
+    script = client.register_script(_WRITES)
+    keys, args = recorded
+    assert args[8] and len(args) == 20, "a steady-state commit: a delta and 3 input states"
+
+    async def op() -> None:
+        await script(keys=keys, args=args)
+    return op
+
+
 async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]:
     ctx = await throughput.Context.create(client, settings)
     n = 100 if settings.quick else 500
@@ -68,19 +108,31 @@ async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]
         for run_index in range(settings.runs):
             commit = throughput.make_commit(ctx, size, 0)
             noop = throughput.make_noop(ctx, size, 0)
-            value = ctx.argument_bytes(size)
+            value, whole = ctx.argument_bytes(size), ctx.argument_bytes(size, whole=True)
             key = f"{settings.prefix}-set"
 
             async def set_op() -> None:
                 await client.set(key, value)
 
+            async def set_whole_op() -> None:
+                await client.set(key, whole)
+
             inner = 0
             for name, make in (("commit", lambda: commit), ("noop", lambda: noop),
-                               ("calls", lambda: _make_calls(ctx, size, round(inner))), ("set", lambda: set_op)):
+                               ("calls", lambda: _make_calls(ctx, size, round(inner))),
+                               ("writes", lambda: _make_writes(client, last)), ("set", lambda: set_op),
+                               ("set_whole", lambda: set_whole_op)):
                 op = make()
                 for _ in range(20):  # warm up: scripts loaded, allocator settled
                     await op()
+                if name == "commit":
+                    recorder = EvalshaRecorder(client)
+                    await op()
+                    recorder.remove()
+                    last = recorder.last()
+                    stored = await client.get(last[0][0])
                 usec, cpu, ran = await _phase(client, settings, name, [op] * n)
+                assert await client.get(last[0][0]) == stored, f"{name} changed the stored snapshot"
                 if name == "commit":
                     inner = ran
                     per_inner.append(ran)
@@ -88,7 +140,7 @@ async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]
                 per[name]["cpu"].append(cpu)
             await cleanup(client, settings.prefix)
         out["results"][str(size)] = {
-            "set_bytes": len(value),
+            "set_bytes": len(value), "set_whole_bytes": len(whole),
             "calls_per_commit": median(per_inner),
             **{name: {"usec_per_call": median(v["usec"]), "process_cpu_us": median(v["cpu"])} for name, v in per.items()},
         }
@@ -104,13 +156,17 @@ def report(data: dict[str, Any]) -> str:
         base_cpu = r["set"]["process_cpu_us"]
         calls = f"no-op + {r['calls_per_commit']:.0f} EXISTS calls"
         for name, label in (("commit", "commit (evalsha)"), ("noop", "no-op evalsha, same args"), ("calls", calls),
-                            ("set", "SET of the same bytes")):
+                            ("writes", "no-op + the commit's writes only"),
+                            ("set", f"SET of the same bytes ({r['set_bytes']:,} B)"),
+                            ("set_whole", f"SET of the first commit's ({r['set_whole_bytes']:,} B)")):
             rows.append([
                 f"{int(size) // 1024} KB", label, r[name]["usec_per_call"], f"{r[name]['usec_per_call'] / base:.1f}x",
                 r[name]["process_cpu_us"], f"{r[name]['process_cpu_us'] / base_cpu:.1f}x",
             ])
     return (
-        f"{data['calls_per_phase']} sequential calls per phase, CONFIG RESETSTAT before each; SET value = all commit arguments concatenated\n"
+        f"{data['calls_per_phase']} sequential calls per phase, CONFIG RESETSTAT before each; SET value = all commit arguments concatenated"
+        " (the first commit's: with the snapshot whole); vs SET = vs the SET of the same bytes\n"
         + table(["size", "what", "usec/call (commandstats)", "vs SET", "process CPU us/call", "vs SET"], rows)
-        + "\nno-op + N calls: the floor of any script making as many redis.call()s as the commit does"
+        + "\nno-op + N calls: the floor of any script making as many redis.call()s as the commit does;"
+        " no-op + writes: of any script that writes what the commit writes (no checks)"
     )

@@ -5,7 +5,8 @@ updates, at concurrency 1, 8 and 64 (asyncio tasks sharing one
 ``redis.asyncio`` client and its pool), side by side with, on that same client:
 
 * ``noop``  EVALSHA of ``return 1`` with the very KEYS and arguments a
-            commit sends (recorded from one): the client's practical ceiling;
+            commit sends (recorded from one after the first: the same
+            snapshot again, a delta): the client's practical ceiling;
 * ``watch`` the same commit written by hand with WATCH/MULTI/EXEC (json
             values, retry on WatchError), digest included as the receipt needs it;
 * ``plainredis`` (see ``plainredis.py``) LangGraph checkpoint put + put_writes.
@@ -54,18 +55,24 @@ class Context:
         self.store = RedisRuntimeStore(client, namespace=self.namespace)
         self.noop = client.register_script(NOOP)
         self.snapshots = {size: workload.session_snapshot(size) for size in SIZES}
-        self.commit_calls: dict[int, tuple[list, list]] = {}
+        self.commit_calls: dict[int, tuple[list, list]] = {}  # a steady-state commit's (a delta)
+        self.whole_calls: dict[int, tuple[list, list]] = {}  # the first commit's (the snapshot whole)
         self.retries = 0
 
     @classmethod
     async def create(cls, client: redis.asyncio.Redis, settings: Settings) -> "Context":
-        """Also records, per size, the exact EVALSHA keys and arguments one
-        commit sends: the no-op and the SET of the server-cost family replay them."""
+        """Also records, per size, the exact EVALSHA keys and arguments a
+        commit sends: the first (the snapshot whole) and the next, as every
+        later one (the same snapshot again: a delta over it). The no-op and
+        the SET of the server-cost family replay the later one's."""
         ctx = cls(client, settings)
         recorder = EvalshaRecorder(client)
         try:
             for size in SIZES:
-                await make_commit(ctx, size, -1)()
+                commit = make_commit(ctx, size, -1)
+                await commit()
+                ctx.whole_calls[size] = recorder.last()
+                await commit()
                 ctx.commit_calls[size] = recorder.last()
         finally:
             recorder.remove()
@@ -76,9 +83,10 @@ class Context:
         states = workload.input_states(INPUTS_PER_COMMIT)
         return Payload(self.snapshots[size], states, [s.input_id for s in states])
 
-    def argument_bytes(self, size: int) -> bytes:
-        """Every argument of one commit's EVALSHA, concatenated."""
-        _, args = self.commit_calls[size]
+    def argument_bytes(self, size: int, whole: bool = False) -> bytes:
+        """Every argument of a steady-state commit's EVALSHA (``whole``: of
+        the first one, with the snapshot whole), concatenated."""
+        _, args = (self.whole_calls if whole else self.commit_calls)[size]
         return b"".join(a if isinstance(a, bytes) else str(a).encode() for a in args)
 
 

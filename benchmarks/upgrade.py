@@ -19,7 +19,9 @@ Measured:
 * against the server: commits/s at c=8 and c=64 of sessions growing a turn
   per commit (4 KB and 64 KB at the start; 1 MB at c=8), of cold commits
   (new code with the cache off), and of a no-op EVALSHA with the very KEYS
-  and arguments of a commit of the same size; client CPU per commit
+  and arguments the new code sends for a commit of the same size (for a
+  growing session a delta: the target's baseline), and, for context, with
+  those of the same commit sent whole; client CPU per commit
   (``time.process_time`` of the whole process over the window / commits).
 """
 
@@ -272,25 +274,43 @@ async def server_paths(client: redis.asyncio.Redis, base: Any, settings: Setting
                     await store.commit_session_boundary(runtime, delta_cls(data), run_id, boundary, my_ids, my_states)
                 return op
 
-            # the no-op replays the arguments of one commit of the middle snapshot
+            # Two no-ops replay the KEYS and arguments of one commit of the
+            # middle snapshot: "noop" those the new code sends (for a growing
+            # session: a delta over the snapshot before, as in the steady
+            # state), the target's baseline; "noop_whole" those of the same
+            # commit sent whole, as before deltas (context only).
+            mid_turn = turns // 2 if growing else 0
+            mid = sessions[0].snapshot(mid_turn)
             recorder = EvalshaRecorder(client)
             try:
-                mid = sessions[0].snapshot(turns // 2 if growing else 0)
-                await after_cold.commit_session_boundary("probe", SessionDelta(mid), RunId.new(), RunApplyBoundary.RUN_CHECKPOINT, ids, states)
-                keys, args = recorder.last()
+                probe_run = RunId.new()
+                if growing:
+                    await after.commit_session_boundary("probe", SessionDelta(sessions[0].snapshot(mid_turn - 1)), probe_run,
+                                                        RunApplyBoundary.RUN_CHECKPOINT, ids, states)
+                await (after if growing else after_cold).commit_session_boundary(
+                    "probe", SessionDelta(mid), probe_run, RunApplyBoundary.RUN_CHECKPOINT, ids, states)
+                own = recorder.last()
+                await after_cold.commit_session_boundary("probe-whole", SessionDelta(mid), RunId.new(), RunApplyBoundary.RUN_CHECKPOINT, ids, states)
+                whole = recorder.last()
             finally:
                 recorder.remove()
-            sent = sum(len(a) if isinstance(a, bytes) else len(str(a)) for a in args)
+            sent = {name: sum(len(a) if isinstance(a, bytes) else len(str(a)) for a in args) for name, (_, args) in
+                    (("own", own), ("whole", whole))}
 
-            def noop_op(task: int) -> Callable:
-                async def op() -> None:
-                    await noop(keys=keys, args=args)
-                return op
+            def noop_op(recorded: tuple[list, list]) -> Callable[[int], Callable]:
+                keys, args = recorded
+
+                def make(task: int) -> Callable:
+                    async def op() -> None:
+                        await noop(keys=keys, args=args)
+                    return op
+                return make
 
             impls = {
                 "before": lambda t: commit_op(before, base, t),
                 "after": lambda t: commit_op(after_cold if not growing else after, None, t),
-                "noop": noop_op,
+                "noop": noop_op(own),
+                "noop_whole": noop_op(whole),
             }
             samples: dict[str, list] = {k: [] for k in impls}
             cpu: dict[str, list[float]] = {k: [] for k in impls}
@@ -308,11 +328,12 @@ async def server_paths(client: redis.asyncio.Redis, base: Any, settings: Setting
                     await cleanup(client, prefix)
             rate = {k: [x.ops_per_s for x in v] for k, v in samples.items()}
             out[f"{label} c={c}"] = {
-                "snapshot_bytes": len(mid), "argv_bytes": sent,
+                "snapshot_bytes": len(mid), "argv_bytes": sent["own"], "argv_bytes_whole": sent["whole"],
                 **{k: {"ops_per_s": median(rate[k]), "p50_ms": median(x.p50_ms for x in samples[k]),
                        "client_cpu_us": median(cpu[k]) * 1e6} for k in impls},
-                "before_vs_noop": paired_ratio(rate["before"], rate["noop"]),
+                "before_vs_noop": paired_ratio(rate["before"], rate["noop_whole"]),  # what the old code sent: all of it
                 "after_vs_noop": paired_ratio(rate["after"], rate["noop"]),
+                "after_vs_noop_whole": paired_ratio(rate["after"], rate["noop_whole"]),
                 "after_vs_before": paired_ratio(rate["after"], rate["before"]),
             }
             log(f"upgrade: {label} c={c}: before {median(rate['before']):,.0f}/s, after {median(rate['after']):,.0f}/s, "
@@ -351,9 +372,13 @@ def report(data: dict[str, Any]) -> str:
     for key, r in data["server"].items():
         rows.append([key, r["snapshot_bytes"], r["argv_bytes"], r["before"]["ops_per_s"], r["after"]["ops_per_s"], r["noop"]["ops_per_s"],
                      f"{r['before_vs_noop']:.2f}x", f"{r['after_vs_noop']:.2f}x", r["before"]["client_cpu_us"], r["after"]["client_cpu_us"],
-                     r["noop"]["client_cpu_us"]])
-    part4 = table(["commits", "snapshot B", "ARGV B", "before/s", "after/s", "no-op/s", "before/no-op", "after/no-op",
-                   "before CPU us", "after CPU us", "no-op CPU us"], rows)
+                     r["noop"]["client_cpu_us"], r["argv_bytes_whole"], r["noop_whole"]["ops_per_s"], f"{r['after_vs_noop_whole']:.2f}x",
+                     r["noop_whole"]["client_cpu_us"]])
+    part4 = table(["commits", "snapshot B", "ARGV B", "before/s", "after/s", "no-op/s", "before/no-op whole", "after/no-op",
+                   "before CPU us", "after CPU us", "no-op CPU us", "whole ARGV B", "no-op whole/s", "after/no-op whole",
+                   "no-op whole CPU us"], rows)
     return (f"baseline: {data['baseline']} (imported side by side as rs_base)\n" + part1 + "\n\n" + part2 + "\n\n" + part3
-            + "\n\nclient CPU = the whole process's CPU time over the window / commits (redis-py and the event loop included)\n" + part4)
+            + "\n\nclient CPU = the whole process's CPU time over the window / commits (redis-py and the event loop included)\n"
+            + "no-op = EVALSHA 'return 1' with the KEYS and ARGV the new code sends for that commit (growing: a delta);"
+            + " no-op whole = the same commit's arguments with the snapshot whole (what a commit sent before deltas)\n" + part4)
 
