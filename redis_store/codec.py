@@ -39,7 +39,6 @@ UPGRADES: dict[str, list[Callable[[Any], Any]]] = {
     "receipt": [],
 }
 
-_ARRAY2 = b"\x92"
 _ARRAY3 = b"\x93"
 _VERSION = msgspec.msgpack.encode(SCHEMA_VERSION)
 _NIL = b"\xc0"
@@ -69,11 +68,11 @@ _unpack_input_state = msgspec.msgpack.Decoder(
 # -- encoding -------------------------------------------------------------
 
 def encode_runtime_state(state: RuntimeState) -> bytes:
-    return _ARRAY2 + _VERSION + _pack(state.value)
+    return _pack((SCHEMA_VERSION, state.value))
 
 
 def encode_snapshot(snapshot: bytes) -> bytes:
-    return _ARRAY2 + _VERSION + _pack(snapshot)
+    return _pack((SCHEMA_VERSION, snapshot))  # one copy of a long session, not two
 
 
 def input_state_prefix(wire: dict | InputState) -> bytes:

@@ -285,7 +285,11 @@ def _commit_tag(commit_id: object, *parts: bytes | None) -> CommitTag | None:
         raise ValueError("commit_id must be 1 to 200 characters without spaces (a UUID is ideal)")
     digest = hashlib.sha1()
     for part in parts:
-        digest.update(b"-" if part is None else len(part).to_bytes(8, "big") + part)
+        if part is None:
+            digest.update(b"-")
+        else:  # the length, then the part: no copy of a long snapshot
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
     return CommitTag(commit_id, digest.hexdigest())
 
 
