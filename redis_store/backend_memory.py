@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from .codec import seq_suffix
+from .codec import SnapshotEnvelope, seq_suffix
 from .contract import (
     MAX_SEQUENCE,
     CommitTag,
@@ -142,7 +142,7 @@ class InMemoryRuntimeStore(RuntimeStore):
         self,
         rid: str,
         run_id: str,
-        snapshot: bytes,
+        snapshot: SnapshotEnvelope,
         receipt_prefix: bytes,
         inputs: EncodedInputs,
         fence: str,
@@ -161,7 +161,7 @@ class InMemoryRuntimeStore(RuntimeStore):
             # All checks passed: write.
             runtime = self._runtime(rid)
             suffix = seq_suffix(sequence)
-            runtime.set_snapshot(snapshot, minted=receipt_field(run_id, sequence))
+            runtime.set_snapshot(snapshot.encoded(), minted=receipt_field(run_id, sequence))
             runtime.receipts[(run_id, sequence)] = receipt_prefix + suffix
             runtime.run_seqs[run_id] = sequence
             runtime.upsert(inputs, suffix)
@@ -173,7 +173,7 @@ class InMemoryRuntimeStore(RuntimeStore):
         rid: str,
         run_id: str,
         sequence: int,
-        snapshot: bytes | None,
+        snapshot: SnapshotEnvelope | None,
         receipt: bytes,
         inputs: EncodedInputs,
         fence: str,
@@ -190,7 +190,7 @@ class InMemoryRuntimeStore(RuntimeStore):
             # All checks passed: write.
             runtime = self._runtime(rid)
             if snapshot is not None:
-                runtime.set_snapshot(snapshot, applied=receipt_field(run_id, sequence))
+                runtime.set_snapshot(snapshot.encoded(), applied=receipt_field(run_id, sequence))
             runtime.receipts[(run_id, sequence)] = receipt
             if sequence > runtime.run_seqs.get(run_id, -1):
                 runtime.run_seqs[run_id] = sequence
@@ -207,7 +207,7 @@ class InMemoryRuntimeStore(RuntimeStore):
                 runtime.state = state
             runtime.upsert(inputs)
 
-    async def _commit_snapshot(self, rid: str, snapshot: bytes, fence: str, commit: CommitTag | None) -> None:
+    async def _commit_snapshot(self, rid: str, snapshot: SnapshotEnvelope, fence: str, commit: CommitTag | None) -> None:
         with self._lock:
             existing = self._runtimes.get(rid) or _Runtime()
             if existing.earlier_commit(commit, self.commit_id_ttl_ms) is not None:
@@ -215,7 +215,7 @@ class InMemoryRuntimeStore(RuntimeStore):
             existing.check_fence(fence)
             # All checks passed: write.
             runtime = self._runtime(rid)
-            runtime.set_snapshot(snapshot)
+            runtime.set_snapshot(snapshot.encoded())
             runtime.remember(commit, 0, self.commit_id_ttl_ms)
 
     # -- leases --

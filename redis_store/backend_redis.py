@@ -22,7 +22,7 @@ from redis.exceptions import NoPermissionError, OutOfMemoryError, ResponseError
 
 from . import failures
 from .cluster_route import ClusterRoute
-from .codec import seq_suffix
+from .codec import SnapshotEnvelope, seq_suffix
 from .contract import SNAPSHOT_RECEIPT_FIELDS, CommitTag, EncodedInputs, RawRuntime, RuntimeStore, StoreOptions
 from .server_checks import server_findings
 from .errors import (
@@ -309,7 +309,7 @@ class RedisRuntimeStore(RuntimeStore):
         self,
         rid: str,
         run_id: str,
-        snapshot: bytes,
+        snapshot: SnapshotEnvelope,
         receipt_prefix: bytes,
         inputs: EncodedInputs,
         fence: str,
@@ -338,7 +338,7 @@ class RedisRuntimeStore(RuntimeStore):
         rid: str,
         run_id: str,
         sequence: int,
-        snapshot: bytes | None,
+        snapshot: SnapshotEnvelope | None,
         receipt: bytes,
         inputs: EncodedInputs,
         fence: str,
@@ -357,7 +357,11 @@ class RedisRuntimeStore(RuntimeStore):
         await self._with_snapshot(rid, snapshot, write, lambda seq: ("-", f"{run_id}:{seq}"))
 
     async def _with_snapshot(
-        self, rid: str, envelope: bytes | None, write: _SnapshotWrite, receipt_fields: Callable[[int], tuple[str, str]]
+        self,
+        rid: str,
+        envelope: SnapshotEnvelope | None,
+        write: _SnapshotWrite,
+        receipt_fields: Callable[[int], tuple[str, str]],
     ) -> Any:
         """``await write(value, tag, spec, head)`` for a script that stores
         ``envelope`` (None: leaves the snapshot alone): as a delta over this
@@ -380,7 +384,7 @@ class RedisRuntimeStore(RuntimeStore):
             except snapshot_delta.StaleBase:
                 kind = "stale"  # another writer came in between: send it whole
         if reply is None:
-            reply = await write(envelope, tag, "", b"")
+            reply = await write(envelope.encoded(), tag, "", b"")
         if reply[1]:  # a replay: nothing was written, what is stored is as it was
             note_replay()
             if base is not None:
@@ -399,7 +403,7 @@ class RedisRuntimeStore(RuntimeStore):
             [b"" if state is None else state, fence, *_flat(inputs)],
         )
 
-    async def _commit_snapshot(self, rid: str, snapshot: bytes, fence: str, commit: CommitTag | None) -> None:
+    async def _commit_snapshot(self, rid: str, snapshot: SnapshotEnvelope, fence: str, commit: CommitTag | None) -> None:
         k = self._keys.runtime(rid)
 
         def write(value: bytes, tag: str, spec: str, head: bytes) -> Awaitable[Any]:

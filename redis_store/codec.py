@@ -75,6 +75,34 @@ def encode_snapshot(snapshot: bytes) -> bytes:
     return _pack((SCHEMA_VERSION, snapshot))  # one copy of a long session, not two
 
 
+#: What msgpack writes before the bytes of a bin of a length: its smallest form.
+_BIN_HEADERS = ((1 << 8, b"\xc4", 1), (1 << 16, b"\xc5", 2), (1 << 32, b"\xc6", 4))
+
+
+class SnapshotEnvelope:
+    """The envelope of a snapshot (``encode_snapshot``) as its header and the
+    snapshot itself, uncopied: a long session's envelope is built whole
+    (``encoded``) only where it is written whole; a delta
+    (``snapshot_delta``) needs the header and the snapshot's new tail."""
+
+    __slots__ = ("header", "snapshot")
+
+    def __init__(self, snapshot: bytes) -> None:
+        self.snapshot = snapshot
+        for limit, kind, width in _BIN_HEADERS:
+            if len(snapshot) < limit:
+                self.header = b"\x92" + _VERSION + kind + len(snapshot).to_bytes(width, "big")
+                return
+        raise ValueError(f"a session snapshot of {len(snapshot):,} bytes is over msgpack's 4 GiB")
+
+    def __len__(self) -> int:
+        return len(self.header) + len(self.snapshot)
+
+    def encoded(self) -> bytes:
+        """``encode_snapshot(self.snapshot)``."""
+        return self.header + self.snapshot
+
+
 def input_state_prefix(wire: dict | InputState) -> bytes:
     """Envelope of an input state (its wire dict, or the InputState itself
     once checked storable), missing only its last slot."""

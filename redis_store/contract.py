@@ -276,7 +276,7 @@ def _fence(rid: str, lease: Lease | None) -> str:
     return str(lease.token)
 
 
-def _commit_tag(commit_id: object, *parts: bytes | None) -> CommitTag | None:
+def _commit_tag(commit_id: object, *parts: bytes | codec.SnapshotEnvelope | None) -> CommitTag | None:
     if commit_id is None:
         return None
     if not isinstance(commit_id, str):
@@ -284,10 +284,14 @@ def _commit_tag(commit_id: object, *parts: bytes | None) -> CommitTag | None:
     if not commit_id or len(commit_id) > 200 or " " in commit_id:
         raise ValueError("commit_id must be 1 to 200 characters without spaces (a UUID is ideal)")
     digest = hashlib.sha1()
-    for part in parts:
+    for part in parts:  # each one's length, then its bytes (a snapshot's envelope: uncopied)
         if part is None:
             digest.update(b"-")
-        else:  # the length, then the part: no copy of a long snapshot
+        elif isinstance(part, codec.SnapshotEnvelope):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part.header)
+            digest.update(part.snapshot)
+        else:
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)
     return CommitTag(commit_id, digest.hexdigest())
@@ -385,7 +389,7 @@ class RuntimeStore(abc.ABC):
             message_count=summary.message_count,
             sequence=0,
         )
-        snapshot = codec.encode_snapshot(session_delta.session_snapshot)
+        snapshot = codec.SnapshotEnvelope(session_delta.session_snapshot)
         prefix = codec.receipt_prefix(receipt)  # built here from checked values
         inputs = _encode_inputs("input_updates", wires, codec.input_state_prefix)
         tag = _commit_tag(commit_id, b"commit", snapshot, prefix, *(entry.value for entry in inputs))
@@ -426,7 +430,7 @@ class RuntimeStore(abc.ABC):
             summary = self._summary(session_delta)
             if session_store_key is not None and summary.session_id != str(session_store_key):
                 raise SessionKeyMismatch(str(session_store_key), summary.session_id)
-            snapshot = codec.encode_snapshot(session_delta.session_snapshot)
+            snapshot = codec.SnapshotEnvelope(session_delta.session_snapshot)
         encoded = codec.encode_receipt(receipt_wire)
         inputs = _encode_inputs("input_updates", wires, codec.encode_input_state)
         tag = _commit_tag(commit_id, b"apply", snapshot, encoded, *(entry.value for entry in inputs))
@@ -454,7 +458,7 @@ class RuntimeStore(abc.ABC):
         _check("session_delta", session_delta, SessionDelta)
         fence = _fence(rid, lease)
         self._summary(session_delta)
-        snapshot = codec.encode_snapshot(session_delta.session_snapshot)
+        snapshot = codec.SnapshotEnvelope(session_delta.session_snapshot)
         tag = _commit_tag(commit_id, b"snapshot", snapshot)
         self._ensure_open(WriteFailed)
         await self._commit_snapshot(rid, snapshot, fence, tag)
@@ -852,7 +856,7 @@ class RuntimeStore(abc.ABC):
         self,
         rid: str,
         run_id: str,
-        snapshot: bytes,
+        snapshot: codec.SnapshotEnvelope,
         receipt_prefix: bytes,
         inputs: EncodedInputs,
         fence: str,
@@ -872,7 +876,7 @@ class RuntimeStore(abc.ABC):
         rid: str,
         run_id: str,
         sequence: int,
-        snapshot: bytes | None,
+        snapshot: codec.SnapshotEnvelope | None,
         receipt: bytes,
         inputs: EncodedInputs,
         fence: str,
@@ -886,7 +890,7 @@ class RuntimeStore(abc.ABC):
         """Set the runtime state (unless None) and upsert the inputs."""
 
     @abc.abstractmethod
-    async def _commit_snapshot(self, rid: str, snapshot: bytes, fence: str, commit: CommitTag | None) -> None:
+    async def _commit_snapshot(self, rid: str, snapshot: codec.SnapshotEnvelope, fence: str, commit: CommitTag | None) -> None:
         """Store the snapshot and record in meta that it belongs to no
         receipt. Checked first: a known commit id (same fingerprint: write
         nothing; else ``CommitIdReused``), then the fence."""

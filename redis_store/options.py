@@ -27,8 +27,9 @@ class RedisOptions:
     a failover, a demoted primary) is retried, counted from the first
     refusal, before the call fails.
     ``delta_cache_bytes``: how many bytes of the snapshots it last wrote the
-    store keeps, so that the next snapshot of a runtime is sent as a delta
-    (``snapshot_delta``); 0 sends every snapshot whole."""
+    store keeps (the snapshots given, not copies), so that the next snapshot
+    of a runtime is sent as a delta (``snapshot_delta``); 0 sends every
+    snapshot whole."""
 
     wait_replicas: int = 0
     wait_timeout: float = 1.0

@@ -3,15 +3,19 @@ snapshot of a runtime, not the whole session again.
 
 A session grows by appended messages, so its next snapshot shares a long
 prefix with the last one. The store remembers, per runtime, the snapshot
-envelope it last wrote, the random tag it wrote it under (``meta``
-field ``snapshot_tag``) and the receipt meta named with it. When the next one is at least as long and shares
-most of that prefix, the script gets only the envelope's head (its length
-bytes) and the bytes from the shared prefix on, and checks — before any
-write — that the stored snapshot still carries that tag, receipt and length;
-otherwise it refuses with ``STALE_BASE`` and the store sends the whole
-snapshot. What is stored is byte for byte the snapshot given, either way.
+it last wrote, the random tag it wrote it under (``meta`` field
+``snapshot_tag``) and the receipt meta named with it. When the next one is
+at least as long and shares most of that prefix, the script gets only the
+envelope's header (its length bytes) and the bytes from the shared prefix
+on, and checks — before any write — that the stored snapshot still carries
+that tag, receipt and length; otherwise it refuses with ``STALE_BASE`` and
+the store sends the whole snapshot. What is stored is byte for byte the
+envelope of the snapshot given, either way.
 
-Memory: the remembered envelopes are bounded by bytes (least recently used
+Nothing here copies a whole snapshot: the envelope (``codec.SnapshotEnvelope``)
+is a header beside the caller's bytes, which the digest cache keeps too.
+
+Memory: the remembered snapshots are bounded by bytes (least recently used
 runtimes are forgotten first); ``delta_cache_bytes=0`` turns deltas off.
 """
 
@@ -21,11 +25,9 @@ import os
 from collections import OrderedDict
 from typing import NamedTuple
 
+from .codec import SnapshotEnvelope
 from .errors import WriteFailed
 
-#: Bytes at the start of every envelope that are rewritten as they are:
-#: msgpack's array, version and bin headers, whose length bytes change.
-HEAD = 8
 #: Deltas are sent only when they save at least this much of the snapshot.
 _WORTHWHILE = 0.5
 
@@ -40,13 +42,14 @@ class Base(NamedTuple):
     with it (snapshot_receipt, snapshot_applied; "-" for none)."""
 
     tag: str
-    envelope: bytes
+    envelope: SnapshotEnvelope
     receipt: str = "-"
     applied: str = "-"
 
 
 class Delta(NamedTuple):
-    """Write ``head`` at 0 and ``tail`` at ``offset`` over the stored ``base``."""
+    """Write ``head`` (the new envelope's header) at 0 and ``tail`` at
+    ``offset`` over the stored ``base``."""
 
     base: Base
     offset: int
@@ -90,14 +93,18 @@ def shared_prefix(old: bytes, new: bytes, start: int = 0) -> int:
     return limit
 
 
-def plan(base: Base | None, envelope: bytes) -> Delta | None:
+def plan(base: Base | None, envelope: SnapshotEnvelope) -> Delta | None:
     """The delta that turns ``base`` into ``envelope``, or None to send it whole."""
-    if base is None or len(envelope) < len(base.envelope) or len(base.envelope) <= HEAD:
-        return None  # SETRANGE cannot shorten a string
-    offset = shared_prefix(base.envelope, envelope, HEAD)  # the head goes anyway
+    if base is None:
+        return None
+    old = base.envelope
+    if len(envelope) < len(old) or len(envelope.header) != len(old.header):
+        return None  # SETRANGE cannot shorten a string; a longer header shifts every byte
+    shared = shared_prefix(old.snapshot, envelope.snapshot)
+    offset = len(envelope.header) + shared
     if len(envelope) - offset > _WORTHWHILE * len(envelope):
         return None
-    return Delta(base, offset, envelope[:HEAD], envelope[offset:])
+    return Delta(base, offset, envelope.header, envelope.snapshot[shared:])
 
 
 class Bases:

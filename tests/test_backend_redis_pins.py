@@ -28,6 +28,7 @@ from redis_store import (
     UnsafeServer,
     WriteFailed,
 )
+from redis_store.codec import SnapshotEnvelope
 from redis_store.backend_redis import _describe
 from redis_store.server_checks import server_findings
 from redis_store.contract import EncodedInput, RawRuntime
@@ -65,10 +66,10 @@ def _raising(store: RedisRuntimeStore, make) -> None:
 RAW = RawRuntime(state=None, snapshot=None, input_order=[], inputs={}, receipts={}, run_seqs={}, meta={})
 
 WRITES = {
-    "commit_session_boundary": lambda s: s._commit_boundary("rt", "run", b"snap", b"r", [], "", None),
-    "atomic_apply": lambda s: s._apply("rt", "run", 0, b"snap", b"r", [], "", None),
+    "commit_session_boundary": lambda s: s._commit_boundary("rt", "run", SnapshotEnvelope(b"snap"), b"r", [], "", None),
+    "atomic_apply": lambda s: s._apply("rt", "run", 0, SnapshotEnvelope(b"snap"), b"r", [], "", None),
     "lifecycle_commit": lambda s: s._lifecycle_commit("rt", b"state", [], ""),
-    "commit_session_snapshot": lambda s: s._commit_snapshot("rt", b"snap", "", None),
+    "commit_session_snapshot": lambda s: s._commit_snapshot("rt", SnapshotEnvelope(b"snap"), "", None),
     "ensure_index": lambda s: s._build_index("rt", []),
     "acquire_lease": lambda s: s._lease_acquire("rt", "w", 1000, False),
     "renew_lease": lambda s: s._lease_renew("rt", "1", 1000),

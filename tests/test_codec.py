@@ -47,11 +47,16 @@ def test_a_receipt_struct_and_its_wire_dict_give_the_same_prefix(digest, inputs)
 
 def test_snapshot_and_state_envelopes():
     assert codec.encode_snapshot(b'{"a":1}') == b"\x92\x01\xc4\x07" + b'{"a":1}'  # bin 8, not a str
-    # The smallest bin form at each size, as 0.1.0 wrote it (snapshot deltas
-    # rewrite these header bytes in place: snapshot_delta.HEAD).
+    # The smallest bin form at each size, as 0.1.0 wrote it; SnapshotEnvelope
+    # makes the same header without copying the snapshot (snapshot deltas
+    # rewrite it in place).
     for size, header in ((0, b"\xc4\x00"), (255, b"\xc4\xff"), (256, b"\xc5\x01\x00"), (65535, b"\xc5\xff\xff"),
                          (65536, b"\xc6\x00\x01\x00\x00")):
-        assert codec.encode_snapshot(b"x" * size) == b"\x92\x01" + header + b"x" * size
+        snapshot = b"x" * size
+        envelope = codec.SnapshotEnvelope(snapshot)
+        assert codec.encode_snapshot(snapshot) == b"\x92\x01" + header + snapshot == envelope.encoded()
+        assert envelope.header == b"\x92\x01" + header and envelope.snapshot is snapshot
+        assert len(envelope) == len(envelope.encoded())
     assert codec.decode_snapshot(codec.encode_snapshot(b"\xff\x00")) == b"\xff\x00"
     assert codec.encode_runtime_state(RuntimeState.IDLE) == b"\x92\x01\xa4idle"
     assert codec.decode_runtime_state(b"\x92\x01\xa4idle") == RuntimeState.IDLE

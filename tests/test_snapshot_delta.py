@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from redis_store import RedisRuntimeStore, RunApplyBoundary, RunBoundaryReceipt, RunId, SessionDelta, open_store
+from redis_store.codec import SnapshotEnvelope
 from redis_store.keys import KeyLayout
-from redis_store.snapshot_delta import HEAD, Base, Bases, plan, shared_prefix
+from redis_store.snapshot_delta import Base, Bases, plan, shared_prefix
 from sessions import session_json
 
 SID = "5b0c4f5e-8f7e-4c1e-9a55-0d4ab1a1c0de"
@@ -30,14 +31,29 @@ def _apply(stored: bytes, delta) -> bytes:
 @settings(max_examples=400, deadline=None)
 @given(st.binary(min_size=0, max_size=300), st.binary(max_size=200), st.binary(max_size=300), st.integers(0, 400))
 def test_a_delta_applied_to_its_base_gives_exactly_the_new_bytes(prefix, old_tail, new_tail, cut):
-    old = prefix + old_tail
-    new = (prefix + new_tail)[: max(cut, len(prefix))] if cut < len(prefix) else prefix + new_tail
+    # Sizes around 256 bytes, where the envelope's header grows a byte.
+    old = SnapshotEnvelope(prefix + old_tail)
+    new = SnapshotEnvelope((prefix + new_tail)[: max(cut, len(prefix))] if cut < len(prefix) else prefix + new_tail)
     delta = plan(Base("ab", old), new)
     if delta is None:
         return
-    assert len(new) >= len(old) > HEAD
-    assert _apply(old, delta) == new
-    assert new[HEAD:delta.offset] == old[HEAD:delta.offset]  # the head is rewritten anyway
+    assert len(new) >= len(old) and len(new.header) == len(old.header)
+    assert _apply(old.encoded(), delta) == new.encoded()
+    assert delta.head == new.header <= new.encoded()[:delta.offset]
+    assert new.encoded()[len(new.header):delta.offset] == old.encoded()[len(old.header):delta.offset]
+    assert delta.spec == f"ab {len(old)} {delta.offset} - -"
+
+
+def test_a_growing_snapshot_is_sent_as_its_new_bytes_only():
+    old = session_json(3, SID)
+    new = session_json(4, SID)
+    delta = plan(Base("ab", SnapshotEnvelope(old)), SnapshotEnvelope(new))
+    assert delta is not None and _apply(SnapshotEnvelope(old).encoded(), delta) == SnapshotEnvelope(new).encoded()
+    assert len(delta.tail) < len(new) - len(old) + 300  # the new turn and the session's tail
+    assert plan(Base("ab", SnapshotEnvelope(new)), SnapshotEnvelope(old)) is None  # shorter: sent whole
+    grown = SnapshotEnvelope(new + b" " * (65536 - len(new)))  # a header of 5 bytes, not 3: every byte shifts
+    assert len(grown.header) != len(SnapshotEnvelope(new).header)
+    assert plan(Base("ab", SnapshotEnvelope(new)), grown) is None
 
 
 def test_the_shared_prefix_is_found_near_its_end():
@@ -62,17 +78,17 @@ def test_the_shared_prefix_is_the_longest_one(prefix, old_tail, new_tail, start)
 
 
 def test_bases_are_bounded_by_bytes_least_recently_used_first():
-    bases = Bases(max_bytes=100)
-    bases.put("a", Base("1", b"a" * 40))
-    bases.put("b", Base("2", b"b" * 40))
+    bases = Bases(max_bytes=100)  # each envelope of 40 bytes: 44 with its header
+    bases.put("a", Base("1", SnapshotEnvelope(b"a" * 40)))
+    bases.put("b", Base("2", SnapshotEnvelope(b"b" * 40)))
     assert bases.get("a") is not None  # a is now the most recent
-    bases.put("c", Base("3", b"c" * 40))
+    bases.put("c", Base("3", SnapshotEnvelope(b"c" * 40)))
     assert (bases.get("a") is not None, bases.get("b"), bases.get("c") is not None) == (True, None, True)
-    assert bases.bytes == 80
-    bases.put("huge", Base("4", b"h" * 101))  # larger than the bound: never kept
+    assert bases.bytes == 88
+    bases.put("huge", Base("4", SnapshotEnvelope(b"h" * 97)))  # larger than the bound: never kept
     assert bases.get("huge") is None and bases.bytes <= 100
     off = Bases(max_bytes=0)
-    off.put("a", Base("1", b"a"))
+    off.put("a", Base("1", SnapshotEnvelope(b"a")))
     assert off.get("a") is None
 
 
