@@ -83,12 +83,16 @@ class SnapshotEnvelope:
     """The envelope of a snapshot (``encode_snapshot``) as its header and the
     snapshot itself, uncopied: a long session's envelope is built whole
     (``encoded``) only where it is written whole; a delta
-    (``snapshot_delta``) needs the header and the snapshot's new tail."""
+    (``snapshot_delta``) needs the header and the snapshot's new tail.
+    ``shared``: ``(older, n)`` when the first ``n`` bytes of the snapshot are
+    known to be those of the snapshot ``older`` (the digest cache compared
+    them: ``DigestCache.shared_with``)."""
 
-    __slots__ = ("header", "snapshot")
+    __slots__ = ("header", "shared", "snapshot")
 
-    def __init__(self, snapshot: bytes) -> None:
+    def __init__(self, snapshot: bytes, shared: tuple[bytes, int] | None = None) -> None:
         self.snapshot = snapshot
+        self.shared = shared
         for limit, kind, width in _BIN_HEADERS:
             if len(snapshot) < limit:
                 self.header = b"\x92" + _VERSION + kind + len(snapshot).to_bytes(width, "big")

@@ -347,6 +347,13 @@ class RuntimeStore(abc.ABC):
             cache = self._digest_cache = DigestCache(self.options.digest_cache_bytes)
         return _session_summary(delta, cache)
 
+    def _envelope(self, delta: SessionDelta) -> codec.SnapshotEnvelope:
+        """The snapshot's envelope, after ``_summary``: with what the digest
+        cache found it to share with the session's snapshot before."""
+        snapshot = delta.session_snapshot
+        cache = self.__dict__.get("_digest_cache")
+        return codec.SnapshotEnvelope(snapshot, cache.shared_with(snapshot) if cache is not None else None)
+
     # ---- writes ----
 
     async def commit_session_boundary(
@@ -389,7 +396,7 @@ class RuntimeStore(abc.ABC):
             message_count=summary.message_count,
             sequence=0,
         )
-        snapshot = codec.SnapshotEnvelope(session_delta.session_snapshot)
+        snapshot = self._envelope(session_delta)
         prefix = codec.receipt_prefix(receipt)  # built here from checked values
         inputs = _encode_inputs("input_updates", wires, codec.input_state_prefix)
         tag = _commit_tag(commit_id, b"commit", snapshot, prefix, *(entry.value for entry in inputs))
@@ -430,7 +437,7 @@ class RuntimeStore(abc.ABC):
             summary = self._summary(session_delta)
             if session_store_key is not None and summary.session_id != str(session_store_key):
                 raise SessionKeyMismatch(str(session_store_key), summary.session_id)
-            snapshot = codec.SnapshotEnvelope(session_delta.session_snapshot)
+            snapshot = self._envelope(session_delta)
         encoded = codec.encode_receipt(receipt_wire)
         inputs = _encode_inputs("input_updates", wires, codec.encode_input_state)
         tag = _commit_tag(commit_id, b"apply", snapshot, encoded, *(entry.value for entry in inputs))
@@ -458,7 +465,7 @@ class RuntimeStore(abc.ABC):
         _check("session_delta", session_delta, SessionDelta)
         fence = _fence(rid, lease)
         self._summary(session_delta)
-        snapshot = codec.SnapshotEnvelope(session_delta.session_snapshot)
+        snapshot = self._envelope(session_delta)
         tag = _commit_tag(commit_id, b"snapshot", snapshot)
         self._ensure_open(WriteFailed)
         await self._commit_snapshot(rid, snapshot, fence, tag)

@@ -662,6 +662,9 @@ class DigestCache:
         self._size = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        # (snapshot, older snapshot, n): the last inspect found the first n
+        # bytes of both equal (``shared_with``).
+        self._compared: tuple[bytes, bytes, int] | None = None
 
     @property
     def size(self) -> int:
@@ -670,6 +673,14 @@ class DigestCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def shared_with(self, raw: bytes) -> tuple[bytes, int] | None:
+        """``(older, n)`` if the last ``inspect`` was of ``raw`` (this very
+        object) and found its first ``n`` bytes equal to those of the
+        snapshot ``older``: a snapshot delta over ``older`` compares from
+        there (``snapshot_delta.plan``), not again from the start."""
+        compared = self._compared
+        return (compared[1], compared[2]) if compared is not None and compared[0] is raw else None
 
     def inspect(self, raw: bytes) -> SessionSummary:
         head = _HEAD_RE.match(raw)
@@ -681,6 +692,7 @@ class DigestCache:
                 if entry is not None:
                     self._entries.move_to_end(key)
         if entry is not None and raw.startswith(memoryview(entry.raw)[: entry.end]):
+            self._compared = (raw, entry.raw, entry.end)
             found = self._extend(raw, entry)
             if found is not None:
                 self.hits += 1
@@ -753,6 +765,7 @@ class DigestCache:
         with self._lock:
             self._entries.clear()
             self._size = 0
+            self._compared = None
 
 
 def _finish(hashed: Any, tail: bytes) -> str:

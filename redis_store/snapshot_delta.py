@@ -100,7 +100,9 @@ def plan(base: Base | None, envelope: SnapshotEnvelope) -> Delta | None:
     old = base.envelope
     if len(envelope) < len(old) or len(envelope.header) != len(old.header):
         return None  # SETRANGE cannot shorten a string; a longer header shifts every byte
-    shared = shared_prefix(old.snapshot, envelope.snapshot)
+    known = envelope.shared  # bytes the digest cache found equal, compared once, not twice
+    start = min(known[1], len(old.snapshot)) if known is not None and known[0] is old.snapshot else 0
+    shared = shared_prefix(old.snapshot, envelope.snapshot, start)
     offset = len(envelope.header) + shared
     if len(envelope) - offset > _WORTHWHILE * len(envelope):
         return None

@@ -44,6 +44,19 @@ def test_a_delta_applied_to_its_base_gives_exactly_the_new_bytes(prefix, old_tai
     assert delta.spec == f"ab {len(old)} {delta.offset} - -"
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=400), st.binary(max_size=100), st.binary(max_size=200), st.data())
+def test_what_the_digest_cache_compared_is_not_compared_again(prefix, old_tail, new_tail, data):
+    old = SnapshotEnvelope(prefix + old_tail)
+    new_bytes = prefix + new_tail
+    known = data.draw(st.integers(0, len(prefix)))  # a true hint: new_bytes[:known] == old.snapshot[:known]
+    hinted = SnapshotEnvelope(new_bytes, (old.snapshot, known))
+    assert plan(Base("ab", old), hinted) == plan(Base("ab", old), SnapshotEnvelope(new_bytes))
+    # A hint about another object (an equal one too) is not taken.
+    elsewhere = SnapshotEnvelope(new_bytes, (bytes(bytearray(old.snapshot)) + b"", len(new_bytes) + 50))
+    assert plan(Base("ab", old), elsewhere) == plan(Base("ab", old), SnapshotEnvelope(new_bytes))
+
+
 def test_a_growing_snapshot_is_sent_as_its_new_bytes_only():
     old = session_json(3, SID)
     new = session_json(4, SID)
