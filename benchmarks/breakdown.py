@@ -12,8 +12,8 @@ means over the iterations, medians of runs):
                        the store's DigestCache (a hit: the new turn only);
 * digest, cold         the same snapshot without a cache, for comparison
                        (not part of the total);
-* encoding             the msgpack envelopes (``codec``) and the commit's
-                       fingerprint;
+* encoding             the msgpack envelopes (``codec``) as a commit without
+                       a commit id makes them (no fingerprint);
 * round trip           the EVALSHA inside real commits (timed around the
                        client's execute_command), of which
   server               evalsha ``usec_per_call`` from INFO commandstats, and
@@ -82,12 +82,12 @@ async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]
         session.i = 0
 
         def encoding(snapshot: bytes, summary: Any, wires: list) -> None:
+            # What commit_session_boundary encodes (without a commit id: no fingerprint).
             receipt = RunBoundaryReceipt(run_id, RunApplyBoundary.RUN_CHECKPOINT, contributing,
                                          summary.conversation_digest, summary.message_count, 0)
-            envelope = codec.encode_snapshot(snapshot)
-            prefix = codec.receipt_prefix(receipt)
-            inputs = contract._encode_inputs("input_updates", wires, codec.input_state_prefix)
-            contract._commit_tag("c", b"commit", envelope, prefix, *(entry.value for entry in inputs))
+            codec.SnapshotEnvelope(snapshot, cache.shared_with(snapshot))
+            codec.receipt_prefix(receipt)
+            contract._encode_inputs("input_updates", wires, codec.input_state_prefix)
 
         async def total(snapshot: bytes) -> None:
             await store.commit_session_boundary(runtime, SessionDelta(snapshot), run_id,

@@ -124,7 +124,7 @@ def _piece(what: str, n: int) -> None:
         for i in range(n):
             receipt = RunBoundaryReceipt(run_id=run_id, boundary=RunApplyBoundary.RUN_CHECKPOINT, contributing_input_ids=ids,
                                          conversation_digest="ab" * 32, message_count=10, sequence=0)
-            codec.encode_snapshot(snapshots[i % len(snapshots)])
+            codec.SnapshotEnvelope(snapshots[i % len(snapshots)])
             codec.receipt_prefix(receipt)
             contract._encode_inputs("input_updates", stamped, codec.input_state_prefix)
     elif what == "digest":
@@ -147,7 +147,11 @@ def _piece(what: str, n: int) -> None:
                 codec._pack(state)
             codec._pack(receipt)
     elif what == "delta":
-        envelopes = [codec.encode_snapshot(s) for s in snapshots]
+        cache = digests.DigestCache()  # what the store's digest cache tells the delta (shared_with)
+        envelopes = []
+        for snapshot in snapshots:
+            digests.inspect_session(snapshot, cache)
+            envelopes.append(codec.SnapshotEnvelope(snapshot, cache.shared_with(snapshot)))
         for i in range(n):
             deltas.plan(deltas.Base("ab", envelopes[i % len(envelopes)]), envelopes[(i + 1) % len(envelopes)])
 
