@@ -678,8 +678,9 @@ class DigestCache:
         """``(older, n)`` if the last ``inspect`` was of ``raw`` (this very
         object) and found its first ``n`` bytes equal to those of the
         snapshot ``older``: a snapshot delta over ``older`` compares from
-        there (``snapshot_delta.plan``), not again from the start."""
-        compared = self._compared
+        there (``snapshot_delta.plan``), not again from the start. Asked
+        once: the cache then lets go of both snapshots."""
+        compared, self._compared = self._compared, None
         return (compared[1], compared[2]) if compared is not None and compared[0] is raw else None
 
     def inspect(self, raw: bytes) -> SessionSummary:
