@@ -376,6 +376,7 @@ class RedisRuntimeStore(RuntimeStore):
             return reply
         tag, base = snapshot_delta.new_tag(), self._bases.get(rid)
         delta = snapshot_delta.plan(base, envelope)
+        envelope.shared = None  # spent: the base kept below must not keep the older snapshot alive
         self._bases.forget(rid)  # until the reply says what is stored
         reply, kind = None, "whole"
         if delta is not None:

@@ -6,14 +6,15 @@ prefix with the last one. The store remembers, per runtime, the snapshot
 it last wrote, the random tag it wrote it under (``meta`` field
 ``snapshot_tag``) and the receipt meta named with it. When the next one is
 at least as long and shares most of that prefix, the script gets only the
-envelope's header (its length bytes) and the bytes from the shared prefix
-on, and checks — before any write — that the stored snapshot still carries
+envelope's header (which holds the snapshot's length) and the bytes from
+the shared prefix on, and checks — before any write — that the stored snapshot still carries
 that tag, receipt and length; otherwise it refuses with ``STALE_BASE`` and
 the store sends the whole snapshot. What is stored is byte for byte the
 envelope of the snapshot given, either way.
 
-Nothing here copies a whole snapshot: the envelope (``codec.SnapshotEnvelope``)
-is a header beside the caller's bytes, which the digest cache keeps too.
+A delta copies no snapshot: the envelope (``codec.SnapshotEnvelope``) is
+a header beside the caller's bytes, which the digest cache keeps too; it
+is built whole only to be sent whole.
 
 Memory: the remembered snapshots are bounded by bytes (least recently used
 runtimes are forgotten first); ``delta_cache_bytes=0`` turns deltas off.

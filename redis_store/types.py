@@ -585,10 +585,10 @@ class SessionDelta:
 
     def __post_init__(self) -> None:
         snapshot = self.session_snapshot
-        if isinstance(snapshot, (bytearray, memoryview)):
+        if type(snapshot) is not bytes:  # bytearray, memoryview, a bytes subclass: plain bytes, once
+            if not isinstance(snapshot, (bytes, bytearray, memoryview)):
+                raise TypeError(f"session_snapshot must be bytes, got {type(snapshot).__name__}")
             object.__setattr__(self, "session_snapshot", bytes(snapshot))
-        elif not isinstance(snapshot, bytes):
-            raise TypeError(f"session_snapshot must be bytes, got {type(snapshot).__name__}")
 
 
 def _enum_of(hint: Any) -> Any:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redis_store import RedisRuntimeStore, RunApplyBoundary, RunBoundaryReceipt, RunId, SessionDelta, open_store
+from redis_store import RedisRuntimeStore, RunApplyBoundary, RunBoundaryReceipt, RunId, SessionDelta, codec, open_store
 from redis_store.codec import SnapshotEnvelope
 from redis_store.keys import KeyLayout
 from redis_store.snapshot_delta import Base, Bases, plan, shared_prefix
@@ -39,7 +39,7 @@ def test_a_delta_applied_to_its_base_gives_exactly_the_new_bytes(prefix, old_tai
         return
     assert len(new) >= len(old) and len(new.header) == len(old.header)
     assert _apply(old.encoded(), delta) == new.encoded()
-    assert delta.head == new.header <= new.encoded()[:delta.offset]
+    assert delta.head == new.header and new.encoded()[:delta.offset].startswith(new.header)
     assert new.encoded()[len(new.header):delta.offset] == old.encoded()[len(old.header):delta.offset]
     assert delta.spec == f"ab {len(old)} {delta.offset} - -"
 
@@ -122,6 +122,66 @@ async def test_a_growing_session_is_sent_as_deltas_and_reads_back_exactly(redis_
     raw = redis_backend.client()
     stored = await raw.get(KeyLayout(redis_backend.namespace).runtime("rt").snapshot)
     assert stored.endswith(snapshot)
+
+
+def _session_of(sizes: list[int]) -> bytes:
+    """A session of one user message per size, each that many x's long."""
+    messages = ",".join(f'{{"role":"user","content":"{"x" * n}"}}' for n in sizes)
+    return (f'{{"version":1,"id":"{SID}","messages":[{messages}],'
+            '"created_at":{"secs_since_epoch":1760000000,"nanos_since_epoch":0},'
+            '"updated_at":{"secs_since_epoch":1760000000,"nanos_since_epoch":0},"metadata":{},'
+            '"usage":{"input_tokens":0,"output_tokens":0,"cache_creation_tokens":null,"cache_read_tokens":null}}').encode()
+
+
+def _across_the_header_sizes() -> list[bytes]:
+    """A session growing across msgpack's header sizes (256 B, 64 KiB), then
+    shrinking and growing again."""
+    sizes: list[int] = []
+    out = []
+    for target in (200, 250, 253, 256, 300, 400, 60_000, 65_000, 65_530, 65_536, 65_540, 70_000, 70_001):
+        need = target - len(_session_of(sizes)) - len(',{"role":"user","content":""}')
+        if need >= 0:
+            sizes = [*sizes, need]
+        out.append(_session_of(sizes))
+    return [*out, _session_of(sizes[:-3]), _session_of(sizes[:-2]), _session_of([*sizes[:-2], 5])]
+
+
+@pytest.mark.parametrize("digest_cache_bytes", [0, 300, 64 << 20])
+@pytest.mark.parametrize("how", ["boundary", "snapshot", "apply", "mixed"])
+async def test_what_is_stored_is_the_envelope_of_the_snapshot_given(redis_backend, digest_cache_bytes, how):
+    """Whatever the digest cache holds, across header sizes, shrinking,
+    replays and every script that writes the snapshot (raw bytes compared)."""
+    store = redis_backend.open(digest_cache_bytes=digest_cache_bytes)
+    raw, key = redis_backend.client(), KeyLayout(redis_backend.namespace).runtime("rt").snapshot
+    run_id = RunId.new()
+    for i, snapshot in enumerate(_across_the_header_sizes()):
+        kind = how if how != "mixed" else ("boundary", "snapshot", "apply")[i % 3]
+        receipt = RunBoundaryReceipt(RunId.new(), RunApplyBoundary.RUN_START, [], None, 0, 0)
+        for _ in range(2):  # the second time a replay of the commit id: nothing written
+            if kind == "boundary":
+                await store.commit_session_boundary("rt", SessionDelta(snapshot), run_id, RunApplyBoundary.RUN_CHECKPOINT,
+                                                    [], [], commit_id=f"c{i}")
+            elif kind == "snapshot":
+                await store.commit_session_snapshot("rt", SessionDelta(bytearray(snapshot)), commit_id=f"c{i}")
+            else:
+                await store.atomic_apply("rt", SessionDelta(snapshot), receipt, [], commit_id=f"c{i}")
+        await store.atomic_apply("rt", None, RunBoundaryReceipt(RunId.new(), RunApplyBoundary.RUN_START, [], None, 0, 0), [])
+        assert await raw.get(key) == codec.encode_snapshot(snapshot), (i, len(snapshot))
+    if how == "boundary" and digest_cache_bytes:
+        assert store.snapshot_deltas["sent"] >= 8  # the test is about deltas
+
+
+async def test_the_delta_cache_keeps_only_the_last_snapshot(redis_backend):
+    """What it counts is what it keeps: not also the snapshot before (the
+    digest cache's hint is spent once the delta is planned)."""
+    store = redis_backend.open()
+    run_id = RunId.new()
+    second = _session_of([100_000, 10])
+    for snapshot in (_session_of([100_000]), second):
+        await store.commit_session_boundary("rt", SessionDelta(snapshot), run_id, RunApplyBoundary.RUN_CHECKPOINT, [], [])
+    base = store._bases.get("rt")
+    assert base.envelope.snapshot is not None and base.envelope.shared is None
+    assert store._bases.bytes == len(codec.encode_snapshot(second)) and store.snapshot_deltas["sent"] == 1
 
 
 async def test_another_writer_in_between_makes_the_next_delta_whole(redis_backend):

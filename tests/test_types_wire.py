@@ -501,6 +501,10 @@ def test_session_delta() -> None:
     assert SessionDelta(bytearray(b"ab")).session_snapshot == b"ab"
     assert type(SessionDelta(memoryview(b"ab")).session_snapshot) is bytes
     assert SessionDelta(b"x") == SessionDelta(bytearray(b"x"))
+
+    class Subclass(bytes):
+        pass
+    assert type(SessionDelta(Subclass(b"ab")).session_snapshot) is bytes  # immutable plain bytes, as stored
     with pytest.raises(TypeError):
         SessionDelta("text")  # type: ignore[arg-type]
     with pytest.raises(AttributeError):
