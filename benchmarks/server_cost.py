@@ -145,7 +145,7 @@ async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]
         per: dict[str, dict[str, list[float]]] = {p: {"usec": [], "cpu": []} for p in PHASES}
         per_inner: list[float] = []
         value = b""
-        whole = ctx.argument_bytes(size, whole=True)
+        whole = throughput.joined_arguments(ctx.whole_calls[size][1])
         for run_index in range(settings.runs):
             commits = await _one_turn_commits(ctx, size, warm + n)
             for op in commits[:warm]:  # warm up: scripts loaded, allocator settled
@@ -158,7 +158,7 @@ async def run(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Any]
             per_inner.append(ran)
             per["commit"]["usec"].append(usec)
             per["commit"]["cpu"].append(cpu)
-            value = b"".join(a if isinstance(a, bytes) else str(a).encode() for a in last[1])
+            value = throughput.joined_arguments(last[1])
             key = f"{settings.prefix}-set"
 
             async def set_op() -> None:

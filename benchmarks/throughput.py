@@ -83,11 +83,10 @@ class Context:
         states = workload.input_states(INPUTS_PER_COMMIT)
         return Payload(self.snapshots[size], states, [s.input_id for s in states])
 
-    def argument_bytes(self, size: int, whole: bool = False) -> bytes:
-        """Every argument of a steady-state commit's EVALSHA (``whole``: of
-        the first one, with the snapshot whole), concatenated."""
-        _, args = (self.whole_calls if whole else self.commit_calls)[size]
-        return b"".join(a if isinstance(a, bytes) else str(a).encode() for a in args)
+
+def joined_arguments(args: list) -> bytes:
+    """Every argument of an EVALSHA, concatenated: the bytes it sends."""
+    return b"".join(a if isinstance(a, bytes) else str(a).encode() for a in args)
 
 
 # -- the implementations: make(ctx, size, task) -> async op ---------------------

@@ -72,7 +72,7 @@ def encode_runtime_state(state: RuntimeState) -> bytes:
 
 
 def encode_snapshot(snapshot: bytes) -> bytes:
-    return _pack((SCHEMA_VERSION, snapshot))  # one copy of a long session, not two
+    return SnapshotEnvelope(snapshot).encoded()
 
 
 #: What msgpack writes before the bytes of a bin of a length: its smallest form.
@@ -103,7 +103,7 @@ class SnapshotEnvelope:
         return len(self.header) + len(self.snapshot)
 
     def encoded(self) -> bytes:
-        """``encode_snapshot(self.snapshot)``."""
+        """The envelope's bytes: one copy of the snapshot."""
         return self.header + self.snapshot
 
 
